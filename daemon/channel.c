@@ -1,0 +1,980 @@
+/*
+ * channel.c - one relay-to-relay TCP connection: the connection preface
+ * (magic), the handshake that binds it to a session, and frame I/O.
+ *
+ * Input: bytes are read into ch_rbuf and parsed into frames.  A large
+ * payload that is not yet complete in ch_rbuf gets its frame buffer at
+ * once and the rest of it is read straight into that buffer (readv with
+ * ch_rbuf as the second vector), so bulk data is not copied in user space.
+ * Output: two queues, urgent (handshake, control frames, small DATA) and
+ * bulk, written with writev; urgent frames always go first.
+ *
+ * Close path: channel_close() unlinks the channel from its session, deletes
+ * its events, closes the socket and hands the struct to the reaper, which
+ * frees it after the current callback.  channel_drain_close() first flushes
+ * what is queued (an ABORT or CLOSE) for up to DRAIN_TIMEOUT_MS.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "migrelayd.h"
+#include "xport.h"
+
+TAILQ_HEAD(channelq, channel);
+static struct channelq	 pending = TAILQ_HEAD_INITIALIZER(pending);
+static struct channelq	 reaped = TAILQ_HEAD_INITIALIZER(reaped);
+static unsigned int	 npending;
+static struct event	*reap_ev;
+
+static struct channel	*channel_new(int fd, int accepted);
+static void		 channel_read_cb(evutil_socket_t, short, void *);
+static void		 channel_write_cb(evutil_socket_t, short, void *);
+static void		 channel_timer_cb(evutil_socket_t, short, void *);
+static void		 channel_connected(struct channel *);
+static int		 channel_flush(struct channel *);
+static int		 channel_parse(struct channel *);
+static int		 channel_dispatch(struct channel *,
+			    const struct frame_hdr *, struct frame *);
+static int		 channel_hs_accepting(struct channel *,
+			    const struct frame_hdr *, struct frame *);
+static int		 channel_hs_connecting(struct channel *,
+			    const struct frame_hdr *, struct frame *);
+static void		 channel_send_magic(struct channel *);
+static void		 channel_send_hs(struct channel *, uint8_t type,
+			    const struct hs_msg *);
+static void		 channel_reject(struct channel *, const char *class,
+			    const char *desc);
+static void		 channel_fail(struct channel *, const char *class,
+			    const char *fmt, ...)
+			    __attribute__((format(printf, 3, 4)));
+static void		 channel_reap_cb(evutil_socket_t, short, void *);
+
+static const char *const ch_state_names[_CH_STATE_MAX] = {
+	[CH_CONNECTING] = "connecting",
+	[CH_HANDSHAKE] = "handshake",
+	[CH_UP] = "up",
+	[CH_DRAINING] = "draining",
+	[CH_CLOSED] = "closed",
+};
+
+static const uint32_t ch_allowed[_CH_STATE_MAX] = {
+	[CH_CONNECTING] = 1 << CH_HANDSHAKE | 1 << CH_DRAINING | 1 << CH_CLOSED,
+	[CH_HANDSHAKE] = 1 << CH_UP | 1 << CH_DRAINING | 1 << CH_CLOSED,
+	[CH_UP] = 1 << CH_DRAINING | 1 << CH_CLOSED,
+	[CH_DRAINING] = 1 << CH_CLOSED,
+	[CH_CLOSED] = 0,
+};
+
+static void
+channel_set_state(struct channel *ch, enum ch_state st)
+{
+	if (!(ch_allowed[ch->ch_state] & (1u << st))) {
+		log_warnx("BUG: channel %s: transition %s -> %s refused",
+		    ch->ch_peer, ch_state_names[ch->ch_state],
+		    ch_state_names[st]);
+		return;
+	}
+	log_debug("channel %s #%u: %s -> %s", ch->ch_peer, ch->ch_index,
+	    ch_state_names[ch->ch_state], ch_state_names[st]);
+	ch->ch_state = st;
+}
+
+static struct channel *
+channel_new(int fd, int accepted)
+{
+	struct channel	*ch;
+
+	if ((ch = calloc(1, sizeof(*ch))) == NULL)
+		return NULL;
+	if ((ch->ch_rbuf = malloc(CH_RBUF_SIZE)) == NULL) {
+		free(ch);
+		return NULL;
+	}
+	ch->ch_fd = fd;
+	ch->ch_accepted = accepted;
+	TAILQ_INIT(&ch->ch_urgent);
+	TAILQ_INIT(&ch->ch_bulk);
+	ch->ch_rev = event_new(g_base, fd, EV_READ | EV_PERSIST,
+	    channel_read_cb, ch);
+	ch->ch_wev = event_new(g_base, fd, EV_WRITE | EV_PERSIST,
+	    channel_write_cb, ch);
+	ch->ch_timer = evtimer_new(g_base, channel_timer_cb, ch);
+	if (reap_ev == NULL)
+		reap_ev = event_new(g_base, -1, 0, channel_reap_cb, NULL);
+	if (ch->ch_rev == NULL || ch->ch_wev == NULL || ch->ch_timer == NULL) {
+		if (ch->ch_rev)
+			event_free(ch->ch_rev);
+		if (ch->ch_wev)
+			event_free(ch->ch_wev);
+		if (ch->ch_timer)
+			event_free(ch->ch_timer);
+		free(ch->ch_rbuf);
+		free(ch);
+		return NULL;
+	}
+	return ch;
+}
+
+/*
+ * An accepted relay connection: send our preface and greeting, then wait
+ * for HELLO or JOIN.  Returns the channel (owned by the pending list) or
+ * NULL, in which case the caller closes fd.
+ */
+struct channel *
+channel_accept(int fd, const char *peer)
+{
+	struct channel	*ch;
+	struct hs_msg	 m;
+	struct timeval	 tv;
+
+	if ((ch = channel_new(fd, 1)) == NULL)
+		return NULL;
+	snprintf(ch->ch_peer, sizeof(ch->ch_peer), "%s", peer);
+	ch->ch_state = CH_HANDSHAKE;
+	TAILQ_INSERT_TAIL(&pending, ch, ch_entry);
+	npending++;
+	log_debug("channel %s: accepted", ch->ch_peer);
+
+	memset(&m, 0, sizeof(m));
+	m.version_min = PROTO_VERSION_MIN;
+	m.version_max = PROTO_VERSION_MAX;
+	m.window = STREAM_WINDOW;
+	snprintf(m.software, sizeof(m.software), "migrelay %d.%d.%d",
+	    MIGRELAY_VERSION_MAJOR, MIGRELAY_VERSION_MINOR,
+	    MIGRELAY_VERSION_MICRO);
+	m.present = 1u << HS_T_VERSION_MIN | 1u << HS_T_VERSION_MAX |
+	    1u << HS_T_WINDOW | 1u << HS_T_SOFTWARE;
+	hs_add_feature(&m, FEAT_MULTICHANNEL);
+	if (g_conf.insecure_plaintext) {
+		hs_add_feature(&m, FEAT_PLAINTEXT);
+		hs_add_require(&m, FEAT_PLAINTEXT);
+	}
+	channel_send_magic(ch);
+	channel_send_hs(ch, FRAME_GREETING, &m);
+	event_add(ch->ch_rev, NULL);
+	ms_to_tv(HANDSHAKE_TIMEOUT_MS, &tv);
+	evtimer_add(ch->ch_timer, &tv);
+	return ch;
+}
+
+/*
+ * Open channel number index of se's link towards se->se_peer.  Returns 0
+ * (connect under way or done) or -errno; the caller fails the session.
+ */
+int
+channel_connect(struct session *se, unsigned int index)
+{
+	struct channel	*ch;
+	char		 host[256], port[16];
+	const char	*errstr;
+	int		 fd = -1, r;
+
+	if (hostport_parse(se->se_peer, host, sizeof(host), port,
+	    sizeof(port), &errstr) != 0)
+		return -EINVAL;
+	r = sock_connect_tcp(host, port, &fd);
+	if (r != 0 && r != -EINPROGRESS)
+		return r;
+	if ((ch = channel_new(fd, 0)) == NULL) {
+		close(fd);
+		return -ENOMEM;
+	}
+	snprintf(ch->ch_peer, sizeof(ch->ch_peer), "%s", se->se_peer);
+	ch->ch_se = se;
+	ch->ch_index = index;
+	se->se_ch[index] = ch;
+	sock_tune_link(fd);
+	ch->ch_state = CH_CONNECTING;
+	if (r == 0)
+		channel_connected(ch);
+	else
+		event_add(ch->ch_wev, NULL);
+	return 0;
+}
+
+static void
+channel_connected(struct channel *ch)
+{
+	channel_set_state(ch, CH_HANDSHAKE);
+	log_debug("session %s: channel #%u connected to %s", ch->ch_se->se_id,
+	    ch->ch_index, ch->ch_peer);
+	channel_send_magic(ch);
+	event_add(ch->ch_rev, NULL);
+}
+
+unsigned int
+channel_pending_count(void)
+{
+	return npending;
+}
+
+static void
+channel_send_magic(struct channel *ch)
+{
+	struct frame	*f;
+
+	if ((f = frame_new(0, 0, 0, 0, PROTO_MAGIC_LEN)) == NULL)
+		return;
+	f->f_raw = 1;
+	memcpy(f->f_data, PROTO_MAGIC, PROTO_MAGIC_LEN);
+	channel_send(ch, f, 1);
+}
+
+static void
+channel_send_hs(struct channel *ch, uint8_t type, const struct hs_msg *m)
+{
+	uint8_t		 buf[HS_MAX_PAYLOAD];
+	ssize_t		 n;
+	struct frame	*f;
+
+	n = hs_encode(buf, sizeof(buf), m);
+	if (n < 0) {
+		log_warnx("BUG: handshake message does not fit");
+		return;
+	}
+	if ((f = frame_new(type, 0, 0, 0, (size_t)n)) == NULL)
+		return;
+	memcpy(f->f_data, buf, (size_t)n);
+	channel_send(ch, f, 1);
+}
+
+/* Send REJECT, then close once it is flushed. */
+static void
+channel_reject(struct channel *ch, const char *class, const char *desc)
+{
+	struct hs_msg	 m;
+
+	memset(&m, 0, sizeof(m));
+	snprintf(m.errclass, sizeof(m.errclass), "%s", class);
+	snprintf(m.errdesc, sizeof(m.errdesc), "%s", desc);
+	m.present = 1u << HS_T_ERRCLASS | 1u << HS_T_ERRDESC;
+	channel_send_hs(ch, FRAME_REJECT, &m);
+	channel_drain_close(ch);
+}
+
+/*
+ * Queue a frame (stolen) for writing and try to write at once.  Frames
+ * queued on a closed channel are dropped.
+ */
+void
+channel_send(struct channel *ch, struct frame *f, int urgent)
+{
+	if (ch->ch_dead || ch->ch_state == CH_CLOSED) {
+		frame_free(f);
+		return;
+	}
+	TAILQ_INSERT_TAIL(urgent ? &ch->ch_urgent : &ch->ch_bulk, f, f_entry);
+	ch->ch_outq_bytes += f->f_len + (f->f_raw ? 0 : FRAME_HDR_LEN);
+	if (ch->ch_state != CH_CONNECTING && !event_pending(ch->ch_wev,
+	    EV_WRITE, NULL))
+		channel_flush(ch);
+}
+
+/* Returns 0, or -1 when the channel was closed. */
+static int
+channel_flush(struct channel *ch)
+{
+	struct iovec	 iov[CH_IOV_MAX];
+	struct frame	*f;
+	struct frameq	*qs[2] = { &ch->ch_urgent, &ch->ch_bulk };
+	unsigned int	 n, q;
+	ssize_t		 w;
+	size_t		 hl, left;
+
+	for (;;) {
+		n = 0;
+		for (q = 0; q < 2 && n + 2 <= CH_IOV_MAX; q++) {
+			TAILQ_FOREACH(f, qs[q], f_entry) {
+				if (n + 2 > CH_IOV_MAX)
+					break;
+				hl = f->f_raw ? 0 : FRAME_HDR_LEN;
+				if (f->f_off < hl) {
+					iov[n].iov_base = f->f_hdr + f->f_off;
+					iov[n++].iov_len = hl - f->f_off;
+				}
+				if (f->f_len > 0) {
+					size_t o = f->f_off > hl ?
+					    f->f_off - hl : 0;
+					iov[n].iov_base = f->f_data + o;
+					iov[n++].iov_len = f->f_len - o;
+				}
+			}
+		}
+		if (n == 0)
+			break;
+		w = writev(ch->ch_fd, iov, (int)n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				event_add(ch->ch_wev, NULL);
+				return 0;
+			}
+			channel_fail(ch, EC_UNREACHABLE, "write to peer relay "
+			    "failed: %s", strerror(errno));
+			return -1;
+		}
+		ch->ch_bytes_sent += (uint64_t)w;
+		if (ch->ch_se != NULL)
+			ch->ch_se->se_link_sent += (uint64_t)w;
+		for (q = 0; q < 2 && w > 0; q++) {
+			while ((f = TAILQ_FIRST(qs[q])) != NULL && w > 0) {
+				hl = f->f_raw ? 0 : FRAME_HDR_LEN;
+				left = hl + f->f_len - f->f_off;
+				if ((size_t)w < left) {
+					f->f_off += (size_t)w;
+					ch->ch_outq_bytes -= (size_t)w;
+					w = 0;
+					break;
+				}
+				w -= (ssize_t)left;
+				ch->ch_outq_bytes -= left;
+				TAILQ_REMOVE(qs[q], f, f_entry);
+				frame_free(f);
+			}
+		}
+	}
+	event_del(ch->ch_wev);
+	if (ch->ch_state == CH_DRAINING)
+		channel_close(ch, NULL);
+	return 0;
+}
+
+static void
+channel_write_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct channel	*ch = arg;
+	int		 r;
+
+	if (ch->ch_state == CH_CONNECTING) {
+		event_del(ch->ch_wev);
+		if ((r = sock_connect_result(fd)) != 0) {
+			channel_fail(ch, EC_UNREACHABLE, "cannot connect to "
+			    "peer relay %s: %s", ch->ch_peer, strerror(-r));
+			return;
+		}
+		channel_connected(ch);
+		if (!TAILQ_EMPTY(&ch->ch_urgent) || !TAILQ_EMPTY(&ch->ch_bulk))
+			channel_flush(ch);
+		return;
+	}
+	channel_flush(ch);
+}
+
+static void
+channel_timer_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct channel	*ch = arg;
+
+	if (ch->ch_state == CH_DRAINING) {
+		channel_close(ch, "drain timeout");
+		return;
+	}
+	channel_fail(ch, EC_TIMEOUT, "peer relay %s did not complete the "
+	    "handshake within %d ms", ch->ch_peer, HANDSHAKE_TIMEOUT_MS);
+}
+
+static void
+channel_read_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct channel	*ch = arg;
+	struct iovec	 iov[2];
+	size_t		 budget = 0, need;
+	ssize_t		 n;
+	struct frame	*f;
+
+	while (!ch->ch_dead && budget < CALLBACK_BUDGET) {
+		if ((f = ch->ch_rframe) != NULL) {
+			need = f->f_len - f->f_off;
+			iov[0].iov_base = f->f_data + f->f_off;
+			iov[0].iov_len = need;
+			iov[1].iov_base = ch->ch_rbuf;
+			iov[1].iov_len = CH_RBUF_SIZE;
+			ch->ch_rlen = ch->ch_rpos = 0;
+			n = readv(fd, iov, 2);
+		} else {
+			if (ch->ch_rpos > 0) {
+				memmove(ch->ch_rbuf, ch->ch_rbuf + ch->ch_rpos,
+				    ch->ch_rlen - ch->ch_rpos);
+				ch->ch_rlen -= ch->ch_rpos;
+				ch->ch_rpos = 0;
+			}
+			need = 0;
+			n = read(fd, ch->ch_rbuf + ch->ch_rlen,
+			    CH_RBUF_SIZE - ch->ch_rlen);
+		}
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				return;
+			channel_fail(ch, EC_UNREACHABLE, "link to peer relay "
+			    "%s lost: %s", ch->ch_peer, strerror(errno));
+			return;
+		}
+		if (n == 0) {
+			if (ch->ch_state == CH_DRAINING) {
+				channel_close(ch, NULL);
+				return;
+			}
+			channel_fail(ch, EC_UNREACHABLE, "link to peer relay "
+			    "%s lost: connection closed", ch->ch_peer);
+			return;
+		}
+		budget += (size_t)n;
+		ch->ch_bytes_recv += (uint64_t)n;
+		if (ch->ch_se != NULL)
+			ch->ch_se->se_link_recv += (uint64_t)n;
+		if (f != NULL) {
+			if ((size_t)n >= need) {
+				f->f_off = f->f_len;
+				ch->ch_rlen = (size_t)n - need;
+				ch->ch_rframe = NULL;
+				if (channel_dispatch(ch, NULL, f) != 0)
+					return;
+			} else {
+				f->f_off += (size_t)n;
+				continue;
+			}
+		} else {
+			ch->ch_rlen += (size_t)n;
+		}
+		if (channel_parse(ch) != 0)
+			return;
+	}
+}
+
+/*
+ * Parse whole frames out of ch_rbuf.  Returns 0, or -1 when the channel
+ * was closed.
+ */
+static int
+channel_parse(struct channel *ch)
+{
+	struct frame_hdr	 h;
+	struct frame		*f;
+	size_t			 avail;
+	int			 r;
+
+	for (;;) {
+		if (ch->ch_dead)
+			return -1;
+		avail = ch->ch_rlen - ch->ch_rpos;
+		if (!ch->ch_magic_seen) {
+			if (avail < PROTO_MAGIC_LEN)
+				return 0;
+			if (memcmp(ch->ch_rbuf + ch->ch_rpos, PROTO_MAGIC,
+			    PROTO_MAGIC_LEN) != 0) {
+				channel_fail(ch, EC_VERSION, "peer %s is not a "
+				    "migrelay relay (bad connection preface)",
+				    ch->ch_peer);
+				return -1;
+			}
+			ch->ch_magic_seen = 1;
+			ch->ch_rpos += PROTO_MAGIC_LEN;
+			continue;
+		}
+		r = frame_hdr_decode(ch->ch_rbuf + ch->ch_rpos, avail, &h);
+		if (r == -EAGAIN)
+			return 0;
+		if (r == -EMSGSIZE) {
+			channel_fail(ch, EC_GENERIC, "protocol error from peer "
+			    "relay %s: frame too large", ch->ch_peer);
+			return -1;
+		}
+		if (r != 0) {
+			channel_fail(ch, EC_GENERIC, "protocol error from peer "
+			    "relay %s: unknown frame type 0x%02x", ch->ch_peer,
+			    ch->ch_rbuf[ch->ch_rpos]);
+			return -1;
+		}
+		if (ch->ch_state != CH_UP && h.type != FRAME_GREETING &&
+		    h.type != FRAME_HELLO && h.type != FRAME_JOIN &&
+		    h.type != FRAME_WELCOME && h.type != FRAME_REJECT &&
+		    h.type != FRAME_ABORT) {
+			channel_fail(ch, EC_GENERIC, "protocol error from peer "
+			    "relay %s: %s frame before the handshake ended",
+			    ch->ch_peer, frame_type_name(h.type));
+			return -1;
+		}
+		if ((f = frame_new(h.type, h.flags, h.stream, h.seq, h.len))
+		    == NULL) {
+			channel_fail(ch, EC_INTERNAL, "out of memory");
+			return -1;
+		}
+		ch->ch_rpos += FRAME_HDR_LEN;
+		avail -= FRAME_HDR_LEN;
+		if (avail >= h.len) {
+			memcpy(f->f_data, ch->ch_rbuf + ch->ch_rpos, h.len);
+			ch->ch_rpos += h.len;
+			f->f_off = h.len;
+			if (channel_dispatch(ch, &h, f) != 0)
+				return -1;
+			continue;
+		}
+		/* Partial payload: read the rest directly into the frame. */
+		memcpy(f->f_data, ch->ch_rbuf + ch->ch_rpos, avail);
+		f->f_off = avail;
+		ch->ch_rpos = ch->ch_rlen = 0;
+		ch->ch_rframe = f;
+		return 0;
+	}
+}
+
+/*
+ * Handle one complete incoming frame (stolen).  h may be NULL, in which
+ * case it is rebuilt from the frame.  Returns 0, or -1 when the channel
+ * was closed.
+ */
+static int
+channel_dispatch(struct channel *ch, const struct frame_hdr *h,
+    struct frame *f)
+{
+	struct frame_hdr	 hh;
+	struct session		*se;
+	int			 r;
+
+	if (h == NULL) {
+		hh.type = f->f_type;
+		hh.flags = f->f_flags;
+		hh.stream = f->f_stream;
+		hh.seq = f->f_seq;
+		hh.len = f->f_len;
+		h = &hh;
+	}
+	f->f_off = 0;
+	if (ch->ch_state == CH_DRAINING) {
+		frame_free(f);
+		return 0;
+	}
+	if (ch->ch_state == CH_HANDSHAKE) {
+		if (ch->ch_accepted)
+			r = channel_hs_accepting(ch, h, f);
+		else
+			r = channel_hs_connecting(ch, h, f);
+		frame_free(f);
+		return ch->ch_dead ? -1 : r;
+	}
+	se = ch->ch_se;
+	if (se == NULL || session_is_final(se)) {
+		frame_free(f);
+		return 0;
+	}
+	link_frame_recv(se, ch, h, f);
+	return ch->ch_dead ? -1 : 0;
+}
+
+static void
+channel_bind(struct channel *ch, struct session *se, unsigned int index)
+{
+	TAILQ_REMOVE(&pending, ch, ch_entry);
+	npending--;
+	ch->ch_se = se;
+	ch->ch_index = index;
+	se->se_ch[index] = ch;
+	se->se_channels_up++;
+	evtimer_del(ch->ch_timer);
+	channel_set_state(ch, CH_UP);
+}
+
+/* Accepting side: HELLO (new link) or JOIN (extra channel). */
+static int
+channel_hs_accepting(struct channel *ch, const struct frame_hdr *h,
+    struct frame *f)
+{
+	struct hs_msg	 m, w;
+	struct session	*se;
+	char		 esc[SESSION_ID_MAX * 4 + 1], desc[512];
+	unsigned int	 i;
+
+	if (h->type != FRAME_HELLO && h->type != FRAME_JOIN) {
+		channel_fail(ch, EC_GENERIC, "protocol error from %s: "
+		    "expected HELLO or JOIN, got %s", ch->ch_peer,
+		    frame_type_name(h->type));
+		return -1;
+	}
+	if (hs_decode(f->f_data, f->f_len, &m) != 0) {
+		channel_reject(ch, EC_GENERIC, "malformed handshake message");
+		log_warnx("channel %s: malformed %s", ch->ch_peer,
+		    frame_type_name(h->type));
+		return -1;
+	}
+	for (i = 0; i < m.nrequire; i++) {
+		if (strcmp(m.require[i], FEAT_MULTICHANNEL) != 0 &&
+		    !(g_conf.insecure_plaintext &&
+		    strcmp(m.require[i], FEAT_PLAINTEXT) == 0)) {
+			snprintf(desc, sizeof(desc), "this relay does not "
+			    "support the required feature '%s'", m.require[i]);
+			channel_reject(ch, EC_VERSION, desc);
+			log_warnx("channel %s: %s", ch->ch_peer, desc);
+			return -1;
+		}
+	}
+	if (g_conf.insecure_plaintext && !hs_has_feature(&m, FEAT_PLAINTEXT)) {
+		channel_reject(ch, EC_TLS, "this relay only accepts plaintext "
+		    "links (--insecure-plaintext)");
+		return -1;
+	}
+	memset(&w, 0, sizeof(w));
+	if (h->type == FRAME_HELLO) {
+		if (!(m.present & 1u << HS_T_VERSION) ||
+		    m.version < PROTO_VERSION_MIN ||
+		    m.version > PROTO_VERSION_MAX) {
+			snprintf(desc, sizeof(desc), "protocol version %u is "
+			    "not supported (supported: %d-%d)", m.version,
+			    PROTO_VERSION_MIN, PROTO_VERSION_MAX);
+			channel_reject(ch, EC_VERSION, desc);
+			return -1;
+		}
+		str_escape(esc, sizeof(esc), m.session);
+		se = session_find(m.session);
+		if (se == NULL || se->se_role != ROLE_DESTINATION ||
+		    se->se_state != SE_WAITING || se->se_has_token) {
+			snprintf(desc, sizeof(desc), "no session '%s' is waiting "
+			    "for a link on this relay", esc);
+			channel_reject(ch, EC_REJECTED, desc);
+			log_warnx("channel %s: %s", ch->ch_peer, desc);
+			return -1;
+		}
+		if (se->se_peer_identity[0] != '\0') {
+			snprintf(desc, sizeof(desc), "session '%s' requires "
+			    "peer identity '%s', which a plaintext link cannot "
+			    "prove", esc, se->se_peer_identity);
+			channel_reject(ch, EC_AUTH, desc);
+			log_warnx("channel %s: %s", ch->ch_peer, desc);
+			return -1;
+		}
+		if (m.channels < 1 || m.channels > PROTO_MAX_CHANNELS ||
+		    m.window < 65536 || m.window > (1u << 30)) {
+			channel_reject(ch, EC_INVALID, "channel count or window "
+			    "out of range");
+			return -1;
+		}
+		if (random_bytes(se->se_token, LINK_TOKEN_LEN) != 0) {
+			channel_reject(ch, EC_INTERNAL, "no randomness");
+			return -1;
+		}
+		se->se_has_token = 1;
+		se->se_nchannels = m.channels;
+		se->se_version = m.version;
+		se->se_peer_window = m.window;
+		se->se_nfeatures = 0;
+		for (i = 0; i < m.nfeatures; i++) {
+			if (strcmp(m.features[i], FEAT_MULTICHANNEL) == 0 ||
+			    (g_conf.insecure_plaintext &&
+			    strcmp(m.features[i], FEAT_PLAINTEXT) == 0)) {
+				snprintf(se->se_features[se->se_nfeatures++],
+				    PROTO_FEATURE_MAX + 1, "%s", m.features[i]);
+				hs_add_feature(&w, m.features[i]);
+			}
+		}
+		snprintf(se->se_peer, sizeof(se->se_peer), "%s", ch->ch_peer);
+		memcpy(w.token, se->se_token, LINK_TOKEN_LEN);
+		w.version = se->se_version;
+		w.channels = (uint16_t)se->se_nchannels;
+		w.present = 1u << HS_T_TOKEN | 1u << HS_T_VERSION |
+		    1u << HS_T_CHANNELS;
+		channel_send_hs(ch, FRAME_WELCOME, &w);
+		channel_bind(ch, se, 0);
+		log_info("session %s: link from %s accepted (protocol %u, %u "
+		    "channel%s)", se->se_id, ch->ch_peer, se->se_version,
+		    se->se_nchannels, se->se_nchannels == 1 ? "" : "s");
+	} else {
+		se = m.has_token ? session_find_token(m.token) : NULL;
+		if (se == NULL || session_is_final(se) ||
+		    !(m.present & 1u << HS_T_CHANNEL) || m.channel == 0 ||
+		    m.channel >= se->se_nchannels ||
+		    se->se_ch[m.channel] != NULL) {
+			channel_reject(ch, EC_REJECTED, "unknown link token or "
+			    "channel");
+			log_warnx("channel %s: JOIN refused (unknown link token "
+			    "or channel)", ch->ch_peer);
+			return -1;
+		}
+		w.channel = m.channel;
+		w.present = 1u << HS_T_CHANNEL;
+		channel_send_hs(ch, FRAME_WELCOME, &w);
+		channel_bind(ch, se, m.channel);
+		log_debug("session %s: channel #%u joined from %s", se->se_id,
+		    m.channel, ch->ch_peer);
+	}
+	if (se->se_channels_up == se->se_nchannels)
+		session_link_up(se);
+	return 0;
+}
+
+/* Connecting side: GREETING, then WELCOME or REJECT. */
+static int
+channel_hs_connecting(struct channel *ch, const struct frame_hdr *h,
+    struct frame *f)
+{
+	struct session	*se = ch->ch_se;
+	struct hs_msg	 m, o;
+	char		 cls[32], desc[PROTO_ERRDESC_MAX * 4 + 1];
+	unsigned int	 i;
+	uint16_t	 v;
+
+	if (hs_decode(f->f_data, f->f_len, &m) != 0) {
+		channel_fail(ch, EC_GENERIC, "protocol error from peer relay "
+		    "%s: malformed %s", ch->ch_peer, frame_type_name(h->type));
+		return -1;
+	}
+	if (h->type == FRAME_REJECT || h->type == FRAME_ABORT) {
+		str_escape(desc, sizeof(desc), m.errdesc);
+		snprintf(cls, sizeof(cls), "%s", m.errclass);
+		if (strcmp(cls, EC_REJECTED) != 0 && strcmp(cls, EC_VERSION) &&
+		    strcmp(cls, EC_AUTH) && strcmp(cls, EC_TLS) &&
+		    strcmp(cls, EC_INVALID) && strcmp(cls, EC_TIMEOUT))
+			snprintf(cls, sizeof(cls), "%s", EC_REJECTED);
+		channel_fail(ch, cls, "peer relay %s refused: %s", ch->ch_peer,
+		    desc);
+		return -1;
+	}
+	if (ch->ch_hs_step == 0) {
+		if (h->type != FRAME_GREETING) {
+			channel_fail(ch, EC_GENERIC, "protocol error from peer "
+			    "relay %s: expected GREETING, got %s", ch->ch_peer,
+			    frame_type_name(h->type));
+			return -1;
+		}
+		if (hs_select_version(PROTO_VERSION_MIN, PROTO_VERSION_MAX,
+		    m.version_min, m.version_max, &v) != 0) {
+			channel_fail(ch, EC_VERSION, "peer relay %s speaks "
+			    "protocol versions %u-%u, this relay %d-%d",
+			    ch->ch_peer, m.version_min, m.version_max,
+			    PROTO_VERSION_MIN, PROTO_VERSION_MAX);
+			return -1;
+		}
+		for (i = 0; i < m.nrequire; i++) {
+			if (strcmp(m.require[i], FEAT_MULTICHANNEL) != 0 &&
+			    !(g_conf.insecure_plaintext &&
+			    strcmp(m.require[i], FEAT_PLAINTEXT) == 0)) {
+				str_escape(desc, sizeof(desc), m.require[i]);
+				channel_fail(ch, strcmp(m.require[i],
+				    FEAT_PLAINTEXT) == 0 ? EC_TLS : EC_VERSION,
+				    "peer relay %s requires feature '%s', "
+				    "which this relay does not %s", ch->ch_peer,
+				    desc, strcmp(m.require[i], FEAT_PLAINTEXT)
+				    == 0 ? "use (it is not in plaintext mode)" :
+				    "support");
+				return -1;
+			}
+		}
+		if (g_conf.insecure_plaintext &&
+		    !hs_has_feature(&m, FEAT_PLAINTEXT)) {
+			channel_fail(ch, EC_TLS, "peer relay %s does not accept "
+			    "plaintext links (it requires TLS)", ch->ch_peer);
+			return -1;
+		}
+		if (se->se_nchannels > 1 &&
+		    !hs_has_feature(&m, FEAT_MULTICHANNEL)) {
+			channel_fail(ch, EC_VERSION, "peer relay %s does not "
+			    "support multi-channel links; use channels=1",
+			    ch->ch_peer);
+			return -1;
+		}
+		if (m.window < 65536 || m.window > (1u << 30)) {
+			channel_fail(ch, EC_GENERIC, "protocol error from peer "
+			    "relay %s: window %u out of range", ch->ch_peer,
+			    m.window);
+			return -1;
+		}
+		memset(&o, 0, sizeof(o));
+		if (ch->ch_index == 0) {
+			se->se_version = v;
+			se->se_peer_window = m.window;
+			se->se_nfeatures = 0;
+			if (se->se_nchannels > 1 || hs_has_feature(&m,
+			    FEAT_MULTICHANNEL))
+				hs_add_feature(&o, FEAT_MULTICHANNEL);
+			if (g_conf.insecure_plaintext)
+				hs_add_feature(&o, FEAT_PLAINTEXT);
+			for (i = 0; i < o.nfeatures; i++)
+				snprintf(se->se_features[se->se_nfeatures++],
+				    PROTO_FEATURE_MAX + 1, "%s", o.features[i]);
+			if (se->se_nchannels > 1)
+				hs_add_require(&o, FEAT_MULTICHANNEL);
+			o.version = v;
+			snprintf(o.session, sizeof(o.session), "%s", se->se_id);
+			o.channels = (uint16_t)se->se_nchannels;
+			o.window = STREAM_WINDOW;
+			snprintf(o.software, sizeof(o.software),
+			    "migrelay %d.%d.%d", MIGRELAY_VERSION_MAJOR,
+			    MIGRELAY_VERSION_MINOR, MIGRELAY_VERSION_MICRO);
+			o.present = 1u << HS_T_VERSION | 1u << HS_T_SESSION |
+			    1u << HS_T_CHANNELS | 1u << HS_T_WINDOW |
+			    1u << HS_T_SOFTWARE;
+			channel_send_hs(ch, FRAME_HELLO, &o);
+		} else {
+			if (g_conf.insecure_plaintext)
+				hs_add_feature(&o, FEAT_PLAINTEXT);
+			memcpy(o.token, se->se_token, LINK_TOKEN_LEN);
+			o.channel = (uint16_t)ch->ch_index;
+			o.present = 1u << HS_T_TOKEN | 1u << HS_T_CHANNEL;
+			channel_send_hs(ch, FRAME_JOIN, &o);
+		}
+		ch->ch_hs_step = 1;
+		return 0;
+	}
+	if (h->type != FRAME_WELCOME) {
+		channel_fail(ch, EC_GENERIC, "protocol error from peer relay "
+		    "%s: expected WELCOME, got %s", ch->ch_peer,
+		    frame_type_name(h->type));
+		return -1;
+	}
+	if (ch->ch_index == 0) {
+		if (!m.has_token || m.version != se->se_version ||
+		    m.channels != se->se_nchannels) {
+			channel_fail(ch, EC_GENERIC, "protocol error from peer "
+			    "relay %s: WELCOME does not match HELLO",
+			    ch->ch_peer);
+			return -1;
+		}
+		memcpy(se->se_token, m.token, LINK_TOKEN_LEN);
+		se->se_has_token = 1;
+	} else if (m.channel != ch->ch_index) {
+		channel_fail(ch, EC_GENERIC, "protocol error from peer relay "
+		    "%s: WELCOME for the wrong channel", ch->ch_peer);
+		return -1;
+	}
+	channel_set_state(ch, CH_UP);
+	se->se_channels_up++;
+	log_debug("session %s: channel #%u up", se->se_id, ch->ch_index);
+	if (ch->ch_index == 0) {
+		log_info("session %s: link to %s negotiated (protocol %u, %u "
+		    "channel%s)", se->se_id, ch->ch_peer, se->se_version,
+		    se->se_nchannels, se->se_nchannels == 1 ? "" : "s");
+		for (i = 1; i < se->se_nchannels; i++) {
+			int r = channel_connect(se, i);
+
+			if (r != 0) {
+				session_fail(se, SE_FAILED, EC_UNREACHABLE,
+				    "cannot connect channel %u to peer relay "
+				    "%s: %s", i, se->se_peer, strerror(-r));
+				return -1;
+			}
+		}
+	}
+	if (se->se_channels_up == se->se_nchannels)
+		session_link_up(se);
+	return 0;
+}
+
+/*
+ * A channel-level failure.  A bound channel fails its session (which
+ * closes every channel); a pending one is just closed.
+ */
+static void
+channel_fail(struct channel *ch, const char *class, const char *fmt, ...)
+{
+	char		 msg[2048];
+	va_list		 ap;
+	struct session	*se = ch->ch_se;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (se != NULL && !session_is_final(se)) {
+		session_fail(se, SE_FAILED, class, "%s", msg);
+		/* session_fail drains or closes ch with the rest of the link. */
+		if (!ch->ch_dead && ch->ch_state != CH_DRAINING)
+			channel_close(ch, msg);
+		return;
+	}
+	if (se == NULL)
+		log_warnx("channel %s: %s", ch->ch_peer, msg);
+	channel_close(ch, msg);
+}
+
+/* Close after the output queue is flushed (or DRAIN_TIMEOUT_MS). */
+void
+channel_drain_close(struct channel *ch)
+{
+	struct timeval	 tv;
+
+	if (ch->ch_dead)
+		return;
+	if (ch->ch_state == CH_CONNECTING ||
+	    (TAILQ_EMPTY(&ch->ch_urgent) && TAILQ_EMPTY(&ch->ch_bulk))) {
+		channel_close(ch, NULL);
+		return;
+	}
+	channel_set_state(ch, CH_DRAINING);
+	/* Unsent bulk data is moot now; keep only the urgent frames. */
+	while (!TAILQ_EMPTY(&ch->ch_bulk)) {
+		struct frame *f = TAILQ_LAST(&ch->ch_bulk, frameq);
+
+		if (f == TAILQ_FIRST(&ch->ch_bulk) && f->f_off > 0)
+			break;
+		TAILQ_REMOVE(&ch->ch_bulk, f, f_entry);
+		ch->ch_outq_bytes -= FRAME_HDR_LEN + f->f_len - f->f_off;
+		frame_free(f);
+	}
+	ms_to_tv(DRAIN_TIMEOUT_MS, &tv);
+	evtimer_add(ch->ch_timer, &tv);
+	if (!event_pending(ch->ch_wev, EV_WRITE, NULL))
+		channel_flush(ch);
+}
+
+/* The one close path.  reason may be NULL (normal end). */
+void
+channel_close(struct channel *ch, const char *reason)
+{
+	struct session	*se = ch->ch_se;
+
+	if (ch->ch_dead)
+		return;
+	ch->ch_dead = 1;
+	if (se == NULL) {
+		TAILQ_REMOVE(&pending, ch, ch_entry);
+		npending--;
+	} else if (ch->ch_index < PROTO_MAX_CHANNELS &&
+	    se->se_ch[ch->ch_index] == ch) {
+		se->se_ch[ch->ch_index] = NULL;
+	}
+	log_debug("channel %s #%u closed (sent %llu, received %llu bytes)%s%s",
+	    ch->ch_peer, ch->ch_index, (unsigned long long)ch->ch_bytes_sent,
+	    (unsigned long long)ch->ch_bytes_recv, reason ? ": " : "",
+	    reason ? reason : "");
+	if (ch->ch_state != CH_CLOSED)
+		ch->ch_state = CH_CLOSED;
+	event_del(ch->ch_rev);
+	event_del(ch->ch_wev);
+	evtimer_del(ch->ch_timer);
+	close(ch->ch_fd);
+	ch->ch_fd = -1;
+	frameq_free(&ch->ch_urgent);
+	frameq_free(&ch->ch_bulk);
+	if (ch->ch_rframe != NULL) {
+		frame_free(ch->ch_rframe);
+		ch->ch_rframe = NULL;
+	}
+	ch->ch_se = NULL;
+	TAILQ_INSERT_TAIL(&reaped, ch, ch_entry);
+	event_active(reap_ev, 0, 0);
+}
+
+static void
+channel_reap_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	channel_reap();
+}
+
+void
+channel_reap(void)
+{
+	struct channel	*ch;
+
+	while ((ch = TAILQ_FIRST(&reaped)) != NULL) {
+		TAILQ_REMOVE(&reaped, ch, ch_entry);
+		event_free(ch->ch_rev);
+		event_free(ch->ch_wev);
+		event_free(ch->ch_timer);
+		free(ch->ch_rbuf);
+		free(ch);
+	}
+}

@@ -1,0 +1,142 @@
+/*
+ * listener.c - the relay-to-relay listeners (--listen).  Accepted
+ * connections become pending channels that must complete the handshake
+ * within HANDSHAKE_TIMEOUT_MS.  When too many are pending, new ones are
+ * closed at once (and counted), so a flood cannot exhaust memory.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "migrelayd.h"
+#include "xport.h"
+
+struct listener {
+	int		 lst_fd;
+	struct event	*lst_ev;
+	char		 lst_addr[300];
+};
+
+static struct listener	 listeners[MAX_LISTENERS];
+static unsigned int	 nlisteners;
+static struct event	*accept_pause_ev;
+uint64_t		 g_listener_rejected;
+
+static void	 listener_accept_cb(evutil_socket_t, short, void *);
+
+static void
+listener_resume_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	unsigned int	 i;
+
+	for (i = 0; i < nlisteners; i++)
+		event_add(listeners[i].lst_ev, NULL);
+}
+
+static void
+listener_accept_cb(evutil_socket_t lfd, short ev, void *arg)
+{
+	struct listener	*l = arg;
+	char		 peer[80];
+	int		 fd, i;
+
+	for (i = 0; i < 16; i++) {
+		fd = sock_accept(lfd);
+		if (fd == -EAGAIN || fd == -EINTR || fd == -ECONNABORTED)
+			return;
+		if (fd == -EMFILE || fd == -ENFILE) {
+			struct timeval	 tv;
+			unsigned int	 j;
+
+			log_warnx("listener %s: out of file descriptors, "
+			    "pausing accept for 1 s", l->lst_addr);
+			for (j = 0; j < nlisteners; j++)
+				event_del(listeners[j].lst_ev);
+			ms_to_tv(1000, &tv);
+			event_add(accept_pause_ev, &tv);
+			return;
+		}
+		if (fd < 0) {
+			errno = -fd;
+			log_warn("listener %s: accept", l->lst_addr);
+			return;
+		}
+		if (sock_peer_name(fd, peer, sizeof(peer)) != 0)
+			snprintf(peer, sizeof(peer), "?");
+		if (channel_pending_count() >= MAX_PENDING_CHANNELS) {
+			g_listener_rejected++;
+			log_warnx("listener %s: too many pending handshakes, "
+			    "closing connection from %s", l->lst_addr, peer);
+			close(fd);
+			continue;
+		}
+		sock_tune_link(fd);
+		if (channel_accept(fd, peer) == NULL)
+			close(fd);
+	}
+}
+
+/* Bind every --listen address; fatal on failure (startup only). */
+int
+listener_open_all(void)
+{
+	unsigned int	 i;
+	char		 host[256], port[16];
+	const char	*errstr;
+	int		 fd;
+
+	accept_pause_ev = evtimer_new(g_base, listener_resume_cb, NULL);
+	if (g_conf.no_listen)
+		return 0;
+	for (i = 0; i < g_conf.nlisten; i++) {
+		struct listener *l = &listeners[nlisteners];
+
+		if (hostport_parse(g_conf.listen[i], host, sizeof(host), port,
+		    sizeof(port), &errstr) != 0)
+			fatalx("--listen %s: %s", g_conf.listen[i], errstr);
+		fd = sock_listen_tcp(host, port, 128);
+		if (fd < 0) {
+			errno = -fd;
+			fatal("cannot listen on %s", g_conf.listen[i]);
+		}
+		l->lst_fd = fd;
+		if (sock_local_name(fd, l->lst_addr, sizeof(l->lst_addr)) != 0)
+			snprintf(l->lst_addr, sizeof(l->lst_addr), "%s",
+			    g_conf.listen[i]);
+		l->lst_ev = event_new(g_base, fd, EV_READ | EV_PERSIST,
+		    listener_accept_cb, l);
+		event_add(l->lst_ev, NULL);
+		nlisteners++;
+		log_info("listening for relays on %s", l->lst_addr);
+	}
+	return 0;
+}
+
+/* New reference: the bound addresses as a JSON array of "HOST:PORT". */
+json_object *
+listener_addresses(void)
+{
+	json_object	*a = json_object_new_array();
+	unsigned int	 i;
+
+	for (i = 0; i < nlisteners; i++)
+		json_object_array_add(a,
+		    json_object_new_string(listeners[i].lst_addr));
+	return a;
+}
+
+void
+listener_close_all(void)
+{
+	unsigned int	 i;
+
+	for (i = 0; i < nlisteners; i++) {
+		event_free(listeners[i].lst_ev);
+		close(listeners[i].lst_fd);
+	}
+	nlisteners = 0;
+	if (accept_pause_ev != NULL)
+		event_free(accept_pause_ev);
+	accept_pause_ev = NULL;
+}

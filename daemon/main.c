@@ -1,0 +1,320 @@
+/*
+ * main.c - migrelayd: options, configuration file, startup and the event
+ * loop.
+ *
+ * Startup order: parse options and the configuration file, refuse insecure
+ * settings that were not asked for explicitly, open the control socket and
+ * the relay listeners, then run the loop.  SIGTERM and SIGINT fail every
+ * running session cleanly (QEMU-facing sockets closed) and exit.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "migrelayd.h"
+
+#ifndef SYSCONFDIR
+#define SYSCONFDIR "/etc"
+#endif
+#define DEFAULT_CONFIG	SYSCONFDIR "/migrelay/migrelayd.conf"
+#define DEFAULT_CONTROL	"/run/migrelay/control.sock"
+
+static void	 usage(void) __attribute__((noreturn));
+static int	 conf_set(struct conf *, const char *key, const char *val,
+		    char *err, size_t errlen);
+static int	 conf_load(struct conf *, const char *path, int must_exist);
+static void	 conf_print(const struct conf *, FILE *);
+
+enum {
+	OPT_CONFIG = 256,
+	OPT_CONTROL,
+	OPT_LISTEN,
+	OPT_NO_LISTEN,
+	OPT_TLS_DIR,
+	OPT_INSECURE,
+	OPT_LOG_LEVEL,
+	OPT_CHECK_CONFIG,
+	OPT_HELP,
+	OPT_VERSION,
+};
+
+static const struct option longopts[] = {
+	{ "config",		required_argument, NULL, OPT_CONFIG },
+	{ "control",		required_argument, NULL, OPT_CONTROL },
+	{ "listen",		required_argument, NULL, OPT_LISTEN },
+	{ "no-listen",		no_argument,	   NULL, OPT_NO_LISTEN },
+	{ "tls-dir",		required_argument, NULL, OPT_TLS_DIR },
+	{ "insecure-plaintext",	no_argument,	   NULL, OPT_INSECURE },
+	{ "log-level",		required_argument, NULL, OPT_LOG_LEVEL },
+	{ "check-config",	no_argument,	   NULL, OPT_CHECK_CONFIG },
+	{ "help",		no_argument,	   NULL, OPT_HELP },
+	{ "version",		no_argument,	   NULL, OPT_VERSION },
+	{ NULL, 0, NULL, 0 }
+};
+
+static void
+usage(void)
+{
+	fprintf(stderr,
+	    "usage: migrelayd [--config file] [--control path] "
+	    "[--listen host:port ...]\n"
+	    "                 [--no-listen] [--tls-dir dir] "
+	    "[--insecure-plaintext]\n"
+	    "                 [--log-level level] [--check-config] "
+	    "[--version]\n");
+	exit(1);
+}
+
+static void
+conf_defaults(struct conf *c)
+{
+	memset(c, 0, sizeof(*c));
+	snprintf(c->control_path, sizeof(c->control_path), "%s",
+	    DEFAULT_CONTROL);
+	c->log_level = LOG_LVL_INFO;
+}
+
+/*
+ * Apply one setting.  Used for both the file and the command line, so
+ * every option has a configuration key of the same name.
+ */
+static int
+conf_set(struct conf *c, const char *key, const char *val, char *err,
+    size_t errlen)
+{
+	char		 host[256], port[16];
+	const char	*errstr;
+	int		 l;
+
+	if (strcmp(key, "control") == 0) {
+		if (val == NULL || strlen(val) >= sizeof(c->control_path)) {
+			snprintf(err, errlen, "control: path missing or too long");
+			return -1;
+		}
+		snprintf(c->control_path, sizeof(c->control_path), "%s", val);
+	} else if (strcmp(key, "listen") == 0) {
+		if (val == NULL || hostport_parse(val, host, sizeof(host), port,
+		    sizeof(port), &errstr) != 0) {
+			snprintf(err, errlen, "listen %s: %s", val ? val : "",
+			    val ? errstr : "address missing");
+			return -1;
+		}
+		if (c->nlisten >= MAX_LISTENERS) {
+			snprintf(err, errlen, "listen: at most %d addresses",
+			    MAX_LISTENERS);
+			return -1;
+		}
+		snprintf(c->listen[c->nlisten++], sizeof(c->listen[0]), "%s",
+		    val);
+	} else if (strcmp(key, "no-listen") == 0) {
+		c->no_listen = 1;
+	} else if (strcmp(key, "insecure-plaintext") == 0) {
+		c->insecure_plaintext = 1;
+	} else if (strcmp(key, "tls-dir") == 0) {
+		snprintf(err, errlen, "tls-dir: TLS is not available in this "
+		    "version of migrelayd yet; run both relays with "
+		    "--insecure-plaintext on a trusted network");
+		return -1;
+	} else if (strcmp(key, "log-level") == 0) {
+		if (val == NULL || (l = log_level_parse(val)) < 0) {
+			snprintf(err, errlen, "log-level: expected error, "
+			    "warning, info or debug");
+			return -1;
+		}
+		c->log_level = l;
+	} else {
+		snprintf(err, errlen, "unknown option '%s'", key);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Read "key value" or "key = value" lines; '#' starts a comment.  Errors
+ * name the file and line.  Returns 0, or -1 after printing the error.
+ */
+static int
+conf_load(struct conf *c, const char *path, int must_exist)
+{
+	FILE	*fp;
+	char	 line[1024], err[512], *p, *key, *val, *e;
+	int	 lineno = 0, rc = 0;
+
+	if ((fp = fopen(path, "r")) == NULL) {
+		if (errno == ENOENT && !must_exist)
+			return 0;
+		fprintf(stderr, "migrelayd: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), fp) != NULL) {
+		lineno++;
+		if (strchr(line, '\n') == NULL && !feof(fp)) {
+			fprintf(stderr, "migrelayd: %s:%d: line too long\n",
+			    path, lineno);
+			rc = -1;
+			break;
+		}
+		if ((p = strchr(line, '#')) != NULL)
+			*p = '\0';
+		p = line + strspn(line, " \t\r\n");
+		if (*p == '\0')
+			continue;
+		key = p;
+		p += strcspn(p, " \t\r\n=");
+		e = p;
+		p += strspn(p, " \t");
+		if (*p == '=')
+			p++;
+		*e = '\0';
+		p += strspn(p, " \t");
+		val = p;
+		for (e = val + strlen(val); e > val && (e[-1] == ' ' ||
+		    e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n'); e--)
+			;
+		*e = '\0';
+		if (conf_set(c, key, *val ? val : NULL, err, sizeof(err)) != 0) {
+			fprintf(stderr, "migrelayd: %s:%d: %s\n", path, lineno,
+			    err);
+			rc = -1;
+		}
+	}
+	fclose(fp);
+	return rc;
+}
+
+static void
+conf_print(const struct conf *c, FILE *fp)
+{
+	unsigned int	 i;
+
+	fprintf(fp, "control %s\n", c->control_path);
+	if (c->no_listen)
+		fprintf(fp, "no-listen\n");
+	for (i = 0; i < c->nlisten && !c->no_listen; i++)
+		fprintf(fp, "listen %s\n", c->listen[i]);
+	if (c->insecure_plaintext)
+		fprintf(fp, "insecure-plaintext\n");
+	fprintf(fp, "log-level %s\n", log_level_name(c->log_level));
+}
+
+static void
+signal_cb(evutil_socket_t sig, short ev, void *arg)
+{
+	log_info("received signal %d, shutting down", (int)sig);
+	session_fail_all("the relay is shutting down");
+	event_base_loopexit(g_base, NULL);
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct conf	 cmdline, conf;
+	struct event	*sigterm, *sigint;
+	const char	*config = NULL;
+	char		 err[512];
+	int		 ch, check = 0, i;
+
+	conf_defaults(&cmdline);
+	/* First pass: only find --config; options override the file. */
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1)
+		if (ch == OPT_CONFIG)
+			config = optarg;
+	conf_defaults(&conf);
+	if (conf_load(&conf, config ? config : DEFAULT_CONFIG,
+	    config != NULL) != 0)
+		exit(1);
+	optind = 1;
+	opterr = 1;
+	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		const char *key = NULL;
+
+		for (i = 0; longopts[i].name != NULL; i++)
+			if (longopts[i].val == ch)
+				key = longopts[i].name;
+		switch (ch) {
+		case OPT_CONFIG:
+			break;
+		case OPT_LISTEN:
+			/* Command-line addresses replace the file's. */
+			if (!cmdline.nlisten)
+				conf.nlisten = 0;
+			cmdline.nlisten = 1;
+			/* FALLTHROUGH */
+		case OPT_CONTROL:
+		case OPT_NO_LISTEN:
+		case OPT_TLS_DIR:
+		case OPT_INSECURE:
+		case OPT_LOG_LEVEL:
+			if (conf_set(&conf, key, optarg, err, sizeof(err)) != 0) {
+				fprintf(stderr, "migrelayd: --%s\n", err);
+				exit(1);
+			}
+			break;
+		case OPT_CHECK_CONFIG:
+			check = 1;
+			break;
+		case OPT_VERSION:
+			printf("migrelayd %d.%d.%d\n", MIGRELAY_VERSION_MAJOR,
+			    MIGRELAY_VERSION_MINOR, MIGRELAY_VERSION_MICRO);
+			exit(0);
+		case OPT_HELP:
+		default:
+			usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+	if (conf.nlisten == 0 && !conf.no_listen) {
+		snprintf(conf.listen[0], sizeof(conf.listen[0]), "[::]:4600");
+		snprintf(conf.listen[1], sizeof(conf.listen[1]), "0.0.0.0:4600");
+		conf.nlisten = 2;
+	}
+	if (!conf.insecure_plaintext) {
+		fprintf(stderr, "migrelayd: no TLS credentials configured: this "
+		    "version carries migrations in plaintext only; start both "
+		    "relays with --insecure-plaintext (on a trusted network)\n");
+		exit(1);
+	}
+	if (check) {
+		conf_print(&conf, stdout);
+		exit(0);
+	}
+	g_conf = conf;
+	log_init(g_conf.log_level);
+	signal(SIGPIPE, SIG_IGN);
+	if ((g_base = event_base_new()) == NULL)
+		fatalx("cannot create the event loop");
+	log_warnx("running with --insecure-plaintext: migrations are neither "
+	    "encrypted nor authenticated");
+	control_open(g_conf.control_path);
+	listener_open_all();
+	sigterm = evsignal_new(g_base, SIGTERM, signal_cb, NULL);
+	sigint = evsignal_new(g_base, SIGINT, signal_cb, NULL);
+	event_add(sigterm, NULL);
+	event_add(sigint, NULL);
+	log_info("migrelayd %d.%d.%d ready", MIGRELAY_VERSION_MAJOR,
+	    MIGRELAY_VERSION_MINOR, MIGRELAY_VERSION_MICRO);
+	event_base_dispatch(g_base);
+
+	/* Let ABORT frames of failed sessions leave, briefly. */
+	{
+		struct timeval tv = { 0, 200000 };
+
+		event_base_loopexit(g_base, &tv);
+		event_base_dispatch(g_base);
+	}
+	while (!TAILQ_EMPTY(&g_sessions))
+		session_free(TAILQ_FIRST(&g_sessions));
+	channel_reap();
+	listener_close_all();
+	control_close();
+	event_free(sigterm);
+	event_free(sigint);
+	event_base_free(g_base);
+	return 0;
+}

@@ -1,0 +1,341 @@
+/*
+ * migrelayd.h - table of contents of the daemon: limits, core structures
+ * and the functions each file exports.
+ *
+ * Threads: one.  Everything runs on the main event base g_base.  Objects
+ * reachable from callbacks (channels, streams) are never freed inside their
+ * own callbacks: closing marks them dead and hands them to the reaper, a
+ * deferred event that frees them once the current callback has returned.
+ * Sessions live until session-remove, which never runs inside a data-path
+ * callback.
+ */
+#ifndef MIGRELAYD_H
+#define MIGRELAYD_H
+
+#include <sys/queue.h>
+#include <sys/types.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <json-c/json.h>
+
+#include "proto.h"
+
+/* Limits and tunables. */
+#define MAX_SESSIONS		256
+#define MAX_STREAMS		1024	/* QEMU connections per session */
+#define MAX_PENDING_CHANNELS	128	/* accepted, not yet in a session */
+#define MAX_CTL_CLIENTS		64
+#define MAX_LISTENERS		8
+#define HANDSHAKE_TIMEOUT_MS	10000
+#define CONNECT_TIMEOUT_MS	10000
+#define OPEN_IDLE_MS		50	/* silent QEMU connection: OPEN_NOW after */
+#define DRAIN_TIMEOUT_MS	2000	/* flushing ABORT/CLOSE before close */
+#define STREAM_WINDOW		(4u * 1024 * 1024)	/* bytes in flight per stream direction */
+#define STREAM_MIN_WINDOW	(512u * 1024)	/* always allowed, whatever the link cap */
+#define LINK_INFLIGHT_CAP	(32u * 1024 * 1024)	/* bytes in flight per link direction */
+#define READ_CHUNK		(256u * 1024)	/* largest DATA frame we build */
+#define SMALL_FRAME		(16u * 1024)	/* DATA below this is urgent */
+#define CH_RBUF_SIZE		(256u * 1024)
+#define CH_IOV_MAX		64
+#define CALLBACK_BUDGET		(2u * 1024 * 1024)	/* bytes per callback */
+
+#define MIGRELAY_VERSION_MAJOR	0
+#define MIGRELAY_VERSION_MINOR	1
+#define MIGRELAY_VERSION_MICRO	0
+
+/* Features this implementation offers on the link (see migrelay-protocol(7)). */
+#define FEAT_MULTICHANNEL	"multichannel"
+#define FEAT_PLAINTEXT		"insecure-plaintext"
+
+/* Error classes of the control protocol. */
+#define EC_GENERIC		"GenericError"
+#define EC_INVALID		"InvalidArgument"
+#define EC_NOTFOUND		"NotFound"
+#define EC_EXISTS		"Exists"
+#define EC_UNREACHABLE		"PeerUnreachable"
+#define EC_AUTH			"AuthFailed"
+#define EC_TLS			"TLSFailed"
+#define EC_VERSION		"VersionMismatch"
+#define EC_REJECTED		"PeerRejected"
+#define EC_TIMEOUT		"Timeout"
+#define EC_INTERNAL		"Internal"
+
+struct session;
+struct channel;
+struct stream;
+struct ctl_client;
+
+/* One frame buffer: header plus payload, in a queue. */
+struct frame {
+	TAILQ_ENTRY(frame)	 f_entry;
+	uint8_t			 f_type;
+	uint8_t			 f_flags;
+	uint8_t			 f_raw;		/* no header: f_data only */
+	uint32_t		 f_stream;
+	uint64_t		 f_seq;
+	uint32_t		 f_len;		/* payload bytes */
+	size_t			 f_off;		/* bytes of hdr+payload written */
+	uint8_t			 f_hdr[FRAME_HDR_LEN];
+	uint8_t			 f_data[];
+};
+TAILQ_HEAD(frameq, frame);
+
+/* Session states (interface.md). */
+enum se_state {
+	SE_CONNECTING,
+	SE_WAITING,
+	SE_READY,
+	SE_ACTIVE,
+	SE_COMPLETED,
+	SE_FAILED,
+	SE_CANCELLED,
+	_SE_STATE_MAX
+};
+
+enum se_role {
+	ROLE_SOURCE,
+	ROLE_DESTINATION
+};
+
+/* A relay-to-relay TCP connection. */
+enum ch_state {
+	CH_CONNECTING,		/* connecting side: TCP connect in progress */
+	CH_HANDSHAKE,		/* magic and handshake frames */
+	CH_UP,			/* member of a link, carrying frames */
+	CH_DRAINING,		/* flushing a last frame, then closed */
+	CH_CLOSED,
+	_CH_STATE_MAX
+};
+
+struct channel {
+	TAILQ_ENTRY(channel)	 ch_entry;	/* pending list or reaper */
+	struct session		*ch_se;		/* NULL until bound */
+	enum ch_state		 ch_state;
+	int			 ch_fd;
+	int			 ch_accepted;	/* we are the accepting side */
+	unsigned int		 ch_index;
+	int			 ch_dead;
+	int			 ch_hs_step;	/* handshake progress */
+	char			 ch_peer[300];
+	struct event		*ch_rev;
+	struct event		*ch_wev;
+	struct event		*ch_timer;
+	/* Input. */
+	int			 ch_magic_seen;
+	uint8_t			*ch_rbuf;
+	size_t			 ch_rlen;	/* valid bytes in ch_rbuf */
+	size_t			 ch_rpos;	/* first unparsed byte */
+	struct frame		*ch_rframe;	/* payload being read directly */
+	/* Output. */
+	struct frameq		 ch_urgent;
+	struct frameq		 ch_bulk;
+	size_t			 ch_outq_bytes;
+	uint64_t		 ch_bytes_sent;
+	uint64_t		 ch_bytes_recv;
+};
+
+/* A QEMU connection carried by a session. */
+enum st_state {
+	ST_ANNOUNCED,		/* destination: known, leg not connected yet */
+	ST_CONNECTING,		/* destination: connect() in progress */
+	ST_OPEN,		/* QEMU-facing socket connected */
+	ST_DONE,		/* both directions finished, socket closed */
+	_ST_STATE_MAX
+};
+
+struct stream {
+	TAILQ_ENTRY(stream)	 st_entry;
+	struct session		*st_se;
+	uint32_t		 st_id;
+	enum st_state		 st_state;
+	int			 st_fd;
+	int			 st_announced;	/* destination: OPEN seen */
+	int			 st_open_now;	/* destination: connect w/o data */
+	int			 st_opened;	/* source: OPEN sent */
+	struct event		*st_rev;
+	struct event		*st_wev;
+	struct event		*st_timer;
+	int			 st_reading;	/* st_rev is added */
+	/* Local QEMU -> peer. */
+	uint64_t		 st_out_seq;
+	uint64_t		 st_out_bytes;
+	uint64_t		 st_out_acked;
+	int			 st_out_eof;
+	int			 st_out_fin_acked;
+	/* Peer -> local QEMU. */
+	struct frameq		 st_inq;	/* in order, to write */
+	struct frameq		 st_reorder;	/* ahead of st_in_seq, sorted */
+	uint64_t		 st_in_seq;	/* next seq to queue */
+	uint64_t		 st_in_bytes;	/* payload received */
+	uint64_t		 st_in_delivered;
+	uint64_t		 st_in_acked;	/* last ACK value sent */
+	int			 st_in_fin;
+	uint64_t		 st_in_fin_seq;
+	int			 st_in_fin_done;
+	int			 st_in_fin_acked; /* ACK_FIN sent */
+	int			 st_ack_pending;
+};
+TAILQ_HEAD(streamq, stream);
+
+struct session {
+	TAILQ_ENTRY(session)	 se_entry;
+	char			 se_id[SESSION_ID_MAX + 1];
+	enum se_role		 se_role;
+	enum se_state		 se_state;
+	char			 se_peer[300];
+	char			 se_endpoint[sizeof(((struct mig_uri *)0)->path) + 8];
+	struct mig_uri		 se_uri;
+	char			 se_peer_identity[128];
+	/* Link. */
+	unsigned int		 se_nchannels;
+	unsigned int		 se_channels_up;
+	struct channel		*se_ch[PROTO_MAX_CHANNELS];
+	int			 se_has_token;
+	uint8_t			 se_token[LINK_TOKEN_LEN];
+	uint16_t		 se_version;
+	unsigned int		 se_nfeatures;
+	char			 se_features[PROTO_MAX_FEATURES][PROTO_FEATURE_MAX + 1];
+	uint32_t		 se_peer_window;	/* we may send this per stream */
+	unsigned int		 se_rr;		/* round-robin cursor */
+	/* Streams. */
+	struct streamq		 se_streams;
+	unsigned int		 se_nstreams;
+	uint32_t		 se_next_stream;	/* source: next id; dest: next to connect */
+	uint64_t		 se_inflight;	/* unacked bytes we sent, all streams */
+	int			 se_blocked;	/* some stream waits for link credit */
+	/* QEMU listener (source). */
+	int			 se_lfd;
+	struct event		*se_lev;
+	/* Completion. */
+	int			 se_close_sent;
+	int			 se_close_rcvd;
+	/* Counters. */
+	uint64_t		 se_bytes_s2d;
+	uint64_t		 se_bytes_d2s;
+	uint64_t		 se_link_sent;
+	uint64_t		 se_link_recv;
+	struct timespec		 se_start;
+	struct timespec		 se_end;
+	char			 se_errclass[32];
+	char			 se_errdesc[1024];
+	/* A control client waiting for session-outgoing's answer. */
+	struct ctl_client	*se_waiter;
+	json_object		*se_waiter_id;
+	struct event		*se_ackev;	/* deferred ACK flush */
+	struct event		*se_timer;	/* connect/handshake deadline */
+};
+TAILQ_HEAD(sessionq, session);
+
+/* Daemon-wide configuration (from the command line and config file). */
+struct conf {
+	char			 control_path[108];
+	unsigned int		 nlisten;
+	char			 listen[MAX_LISTENERS][300];
+	int			 no_listen;
+	int			 insecure_plaintext;
+	int			 log_level;
+	char			 config_file[4096];
+};
+
+/* main.c */
+extern struct event_base	*g_base;
+extern struct conf		 g_conf;
+
+/* log.c */
+enum { LOG_LVL_ERR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
+void		 log_init(int level);
+void		 log_set_level(int level);
+int		 log_level_parse(const char *);
+const char	*log_level_name(int);
+void		 log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
+void		 log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
+void		 log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
+void		 log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
+void		 fatal(const char *, ...) __attribute__((format(printf, 1, 2), noreturn));
+void		 fatalx(const char *, ...) __attribute__((format(printf, 1, 2), noreturn));
+void		 str_escape(char *dst, size_t dstlen, const char *src);
+
+/* util.c */
+void		 mono_now(struct timespec *);
+uint64_t	 mono_ms_since(const struct timespec *);
+void		 ms_to_tv(unsigned int ms, struct timeval *);
+int		 random_bytes(void *, size_t);
+int		 ct_memeq(const void *, const void *, size_t);
+struct frame	*frame_new(uint8_t type, uint8_t flags, uint32_t stream,
+		    uint64_t seq, size_t len);
+void		 frame_seal(struct frame *);
+void		 frame_free(struct frame *);
+void		 frameq_free(struct frameq *);
+
+/* listener.c */
+int		 listener_open_all(void);
+json_object	*listener_addresses(void);
+void		 listener_close_all(void);
+
+/* channel.c */
+struct channel	*channel_accept(int fd, const char *peer);
+int		 channel_connect(struct session *, unsigned int index);
+void		 channel_close(struct channel *, const char *reason);
+void		 channel_drain_close(struct channel *);
+void		 channel_send(struct channel *, struct frame *, int urgent);
+unsigned int	 channel_pending_count(void);
+void		 channel_reap(void);
+
+/* link.c */
+void		 link_send_ctrl(struct session *, struct frame *);
+void		 link_send_data(struct session *, struct frame *);
+int		 link_frame_recv(struct session *, struct channel *,
+		    const struct frame_hdr *, struct frame *);
+void		 link_send_abort(struct session *, const char *class,
+		    const char *desc);
+
+/* stream.c */
+struct stream	*stream_new(struct session *, uint32_t id, int fd);
+void		 stream_free(struct stream *);
+struct stream	*stream_find(struct session *, uint32_t id);
+void		 stream_update_reading(struct stream *);
+void		 stream_deliver(struct stream *);
+int		 stream_on_data(struct stream *, struct frame *);
+int		 stream_on_fin(struct stream *, uint64_t seq);
+int		 stream_on_ack(struct stream *, uint64_t bytes, int fin);
+void		 stream_check_done(struct stream *);
+void		 stream_flush_acks(struct session *);
+void		 stream_connect_next(struct session *);
+int		 stream_qemu_listen(struct session *, const char **errstr);
+void		 stream_close_fd(struct stream *);
+
+/* session.c */
+extern struct sessionq	 g_sessions;
+struct session	*session_find(const char *id);
+struct session	*session_find_token(const uint8_t *token);
+struct session	*session_new(const char *id, enum se_role);
+void		 session_free(struct session *);
+unsigned int	 session_count(void);
+void		 session_set_state(struct session *, enum se_state);
+void		 session_fail(struct session *, enum se_state final,
+		    const char *class, const char *fmt, ...)
+		    __attribute__((format(printf, 4, 5)));
+void		 session_link_up(struct session *);
+void		 session_check_complete(struct session *);
+int		 session_is_final(const struct session *);
+const char	*session_state_name(enum se_state);
+json_object	*session_to_json(const struct session *);
+void		 session_kick_reads(struct session *);
+void		 session_fail_all(const char *why);
+
+/* control.c */
+int		 control_open(const char *path);
+void		 control_close(void);
+void		 control_broadcast(json_object *);	/* steals */
+void		 control_reply(struct ctl_client *, json_object *); /* steals */
+void		 control_client_forget(struct ctl_client *);
+
+/* control_cmd.c */
+void		 control_dispatch(struct ctl_client *, const char *line,
+		    size_t len);
+void		 control_session_answer(struct session *);
+
+#endif /* MIGRELAYD_H */

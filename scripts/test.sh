@@ -1,0 +1,59 @@
+#!/bin/sh
+# Build migrelay and run its whole test suite (unit, integration and the
+# real-QEMU end-to-end tests) on a fresh Debian 12 machine.
+#
+#   scripts/test.sh            as root: installs what is missing with apt-get
+#   BUILD=dir scripts/test.sh  build directory (default: build/test)
+set -eu
+
+cd "$(dirname "$0")/.."
+top=$(pwd)
+
+pkgs="autoconf automake libtool pkg-config make gcc libc6-dev binutils
+libevent-dev libjson-c-dev libsystemd-dev check mandoc qemu-system-x86
+python3"
+missing=""
+for p in $pkgs; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+	    missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+	if [ "$(id -u)" -eq 0 ]; then
+		echo "== installing:$missing"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -q
+		# shellcheck disable=SC2086
+		apt-get install -y -q --no-install-recommends $missing
+	else
+		echo "missing packages; run as root or install them first:" >&2
+		echo "  sudo apt-get install -y$missing" >&2
+		exit 1
+	fi
+fi
+
+build=${BUILD:-$top/build/test}
+[ -x "$top/configure" ] || "$top/autogen.sh"
+mkdir -p "$build"
+cd "$build"
+"$top/configure" --enable-werror ${CONFIGURE_FLAGS:-}
+make -j2
+status=0
+make -j2 check || status=$?
+# Show the log of every test that did not pass, then a summary.
+for log in $(find . -name '*.log' -path '*tests/*'); do
+	trs=${log%.log}.trs
+	[ -f "$trs" ] || continue
+	if grep -qE '^:test-result: (FAIL|ERROR|XPASS)' "$trs"; then
+		echo "======== $log"
+		tail -n 200 "$log"
+	fi
+done
+grep -h '^:test-result:' $(find . -name '*.trs' -path '*tests/*') |
+    sort | uniq -c
+for trs in $(find . -name '*.trs' -path '*tests/*'); do
+	if grep -q '^:test-result: SKIP' "$trs"; then
+		log=${trs%.trs}.log
+		echo "skipped: ${trs%.trs}: $(grep -m1 -i 'skip' "$log" || true)"
+	fi
+done
+exit $status

@@ -1,0 +1,28 @@
+/*
+ * xport.h - socket transports: listening and non-blocking connecting for
+ * unix and TCP endpoints, socket options and address formatting.
+ *
+ * Conventions: functions return a file descriptor or 0 on success and
+ * -errno on failure; they never log.  Every descriptor is created with
+ * SOCK_CLOEXEC and SOCK_NONBLOCK.
+ */
+#ifndef MIGRELAY_XPORT_H
+#define MIGRELAY_XPORT_H
+
+#include <sys/socket.h>
+
+#include "proto.h"
+
+int	 sock_listen_uri(const struct mig_uri *, int backlog);
+int	 sock_listen_tcp(const char *host, const char *port, int backlog);
+int	 sock_connect_uri(const struct mig_uri *, int *ret_fd);
+int	 sock_connect_tcp(const char *host, const char *port, int *ret_fd);
+int	 sock_connect_result(int fd);
+int	 sock_accept(int lfd);
+void	 sock_tune_link(int fd);
+void	 sock_tune_qemu(int fd);
+int	 sock_addr_format(const struct sockaddr *, socklen_t, char *, size_t);
+int	 sock_local_name(int fd, char *, size_t);
+int	 sock_peer_name(int fd, char *, size_t);
+
+#endif /* MIGRELAY_XPORT_H */
