@@ -274,38 +274,59 @@ channel_send(struct channel *ch, struct frame *f, int urgent)
 		channel_flush(ch);
 }
 
-/* Returns 0, or -1 when the channel was closed. */
+/*
+ * Write queued frames.  At most one frame is ever partially written, and it
+ * must be finished before anything else: if it is a bulk frame, it goes
+ * first, then the urgent queue, then the rest of the bulk queue.
+ * Returns 0, or -1 when the channel was closed.
+ */
 static int
 channel_flush(struct channel *ch)
 {
 	struct iovec	 iov[CH_IOV_MAX];
-	struct frame	*f;
-	struct frameq	*qs[2] = { &ch->ch_urgent, &ch->ch_bulk };
-	unsigned int	 n, q;
+	struct frame	*fs[CH_IOV_MAX / 2], *f;
+	struct frameq	*fq[CH_IOV_MAX / 2];
+	unsigned int	 n, nf, i;
 	ssize_t		 w;
 	size_t		 hl, left;
 
 	for (;;) {
-		n = 0;
-		for (q = 0; q < 2 && n + 2 <= CH_IOV_MAX; q++) {
-			TAILQ_FOREACH(f, qs[q], f_entry) {
-				if (n + 2 > CH_IOV_MAX)
-					break;
-				hl = f->f_raw ? 0 : FRAME_HDR_LEN;
-				if (f->f_off < hl) {
-					iov[n].iov_base = f->f_hdr + f->f_off;
-					iov[n++].iov_len = hl - f->f_off;
-				}
-				if (f->f_len > 0) {
-					size_t o = f->f_off > hl ?
-					    f->f_off - hl : 0;
-					iov[n].iov_base = f->f_data + o;
-					iov[n++].iov_len = f->f_len - o;
-				}
+		nf = 0;
+		f = TAILQ_FIRST(&ch->ch_bulk);
+		if (f != NULL && f->f_off > 0) {
+			fq[nf] = &ch->ch_bulk;
+			fs[nf++] = f;
+		}
+		TAILQ_FOREACH(f, &ch->ch_urgent, f_entry) {
+			if (nf == CH_IOV_MAX / 2)
+				break;
+			fq[nf] = &ch->ch_urgent;
+			fs[nf++] = f;
+		}
+		TAILQ_FOREACH(f, &ch->ch_bulk, f_entry) {
+			if (nf == CH_IOV_MAX / 2)
+				break;
+			if (nf > 0 && fs[0] == f)
+				continue;
+			fq[nf] = &ch->ch_bulk;
+			fs[nf++] = f;
+		}
+		if (nf == 0)
+			break;
+		for (i = 0, n = 0; i < nf; i++) {
+			f = fs[i];
+			hl = f->f_raw ? 0 : FRAME_HDR_LEN;
+			if (f->f_off < hl) {
+				iov[n].iov_base = f->f_hdr + f->f_off;
+				iov[n++].iov_len = hl - f->f_off;
+			}
+			if (f->f_len > 0) {
+				size_t o = f->f_off > hl ? f->f_off - hl : 0;
+
+				iov[n].iov_base = f->f_data + o;
+				iov[n++].iov_len = f->f_len - o;
 			}
 		}
-		if (n == 0)
-			break;
 		w = writev(ch->ch_fd, iov, (int)n);
 		if (w < 0) {
 			if (errno == EINTR)
@@ -321,21 +342,19 @@ channel_flush(struct channel *ch)
 		ch->ch_bytes_sent += (uint64_t)w;
 		if (ch->ch_se != NULL)
 			ch->ch_se->se_link_sent += (uint64_t)w;
-		for (q = 0; q < 2 && w > 0; q++) {
-			while ((f = TAILQ_FIRST(qs[q])) != NULL && w > 0) {
-				hl = f->f_raw ? 0 : FRAME_HDR_LEN;
-				left = hl + f->f_len - f->f_off;
-				if ((size_t)w < left) {
-					f->f_off += (size_t)w;
-					ch->ch_outq_bytes -= (size_t)w;
-					w = 0;
-					break;
-				}
-				w -= (ssize_t)left;
-				ch->ch_outq_bytes -= left;
-				TAILQ_REMOVE(qs[q], f, f_entry);
-				frame_free(f);
+		for (i = 0; i < nf && w > 0; i++) {
+			f = fs[i];
+			hl = f->f_raw ? 0 : FRAME_HDR_LEN;
+			left = hl + f->f_len - f->f_off;
+			if ((size_t)w < left) {
+				f->f_off += (size_t)w;
+				ch->ch_outq_bytes -= (size_t)w;
+				break;
 			}
+			w -= (ssize_t)left;
+			ch->ch_outq_bytes -= left;
+			TAILQ_REMOVE(fq[i], f, f_entry);
+			frame_free(f);
 		}
 	}
 	event_del(ch->ch_wev);
