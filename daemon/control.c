@@ -98,8 +98,14 @@ control_close(void)
 {
 	struct ctl_client	*c;
 
-	while ((c = TAILQ_FIRST(&clients)) != NULL)
-		control_client_close(c, NULL);
+	/* Not inside a client callback here: free at once. */
+	while ((c = TAILQ_FIRST(&clients)) != NULL) {
+		TAILQ_REMOVE(&clients, c, c_entry);
+		nclients--;
+		control_client_forget(c);
+		bufferevent_free(c->c_bev);
+		free(c);
+	}
 	if (ctl_ev != NULL)
 		event_free(ctl_ev);
 	ctl_ev = NULL;

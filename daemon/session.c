@@ -12,6 +12,7 @@
  * Sessions stay in the table, in their final state, until session-remove.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -256,6 +257,8 @@ session_summary(struct session *se)
 	    (unsigned long long)se->se_link_sent,
 	    (unsigned long long)se->se_link_recv,
 	    se->se_errdesc[0] ? ": " : "", se->se_errdesc);
+	/* Give buffer memory of the finished session back to the system. */
+	malloc_trim(0);
 }
 
 /*

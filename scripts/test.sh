@@ -33,27 +33,57 @@ fi
 
 build=${BUILD:-$top/build/test}
 [ -x "$top/configure" ] || "$top/autogen.sh"
+
+# Print the log of every test that did not pass, and a summary.
+report() {
+	for log in $(find . -name '*.log' -path '*tests/*'); do
+		trs=${log%.log}.trs
+		[ -f "$trs" ] || continue
+		if grep -qE '^:test-result: (FAIL|ERROR|XPASS)' "$trs"; then
+			echo "======== $log"
+			tail -n 200 "$log"
+		fi
+	done
+	grep -h '^:test-result:' $(find . -name '*.trs' -path '*tests/*') |
+	    sort | uniq -c
+	for trs in $(find . -name '*.trs' -path '*tests/*'); do
+		if grep -q '^:test-result: SKIP' "$trs"; then
+			echo "skipped: ${trs%.trs}: $(grep -m1 'SKIP' \
+			    "${trs%.trs}.log" || true)"
+		fi
+	done
+}
+
+status=0
+
+echo "== 1. build with -Werror and run the test suite"
 mkdir -p "$build"
 cd "$build"
 "$top/configure" --enable-werror ${CONFIGURE_FLAGS:-}
 make -j2
-status=0
-make -j2 check || status=$?
-# Show the log of every test that did not pass, then a summary.
-for log in $(find . -name '*.log' -path '*tests/*'); do
-	trs=${log%.log}.trs
-	[ -f "$trs" ] || continue
-	if grep -qE '^:test-result: (FAIL|ERROR|XPASS)' "$trs"; then
-		echo "======== $log"
-		tail -n 200 "$log"
-	fi
-done
-grep -h '^:test-result:' $(find . -name '*.trs' -path '*tests/*') |
-    sort | uniq -c
-for trs in $(find . -name '*.trs' -path '*tests/*'); do
-	if grep -q '^:test-result: SKIP' "$trs"; then
-		log=${trs%.trs}.log
-		echo "skipped: ${trs%.trs}: $(grep -m1 -i 'skip' "$log" || true)"
-	fi
-done
+make -j2 check || status=1
+report
+
+echo "== 2. make distcheck (tarball builds and passes its tests)"
+make -j2 distcheck DISTCHECK_CONFIGURE_FLAGS=--enable-werror || status=1
+
+echo "== 3. AddressSanitizer + UndefinedBehaviorSanitizer build, same suite"
+san=$build-sanitizers
+sanlogs=$san/sanitizer-logs
+rm -rf "$sanlogs"
+mkdir -p "$san" "$sanlogs"
+cd "$san"
+"$top/configure" --enable-werror --enable-sanitizers ${CONFIGURE_FLAGS:-}
+make -j2
+ASAN_OPTIONS="log_path=$sanlogs/asan:detect_leaks=1:fast_unwind_on_malloc=0" \
+UBSAN_OPTIONS="log_path=$sanlogs/ubsan:print_stacktrace=1" \
+    make -j2 check || status=1
+report
+if [ -n "$(ls -A "$sanlogs")" ]; then
+	echo "== sanitizer reports:"
+	cat "$sanlogs"/*
+	status=1
+fi
+
+[ $status -eq 0 ] && echo "== all test runs passed" || echo "== FAILED"
 exit $status
