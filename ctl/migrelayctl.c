@@ -410,8 +410,14 @@ ctl_call(struct ctl_conn *conn, const char *name, json_object *args)
 		break;
 	}
 	if (json_object_object_get_ex(reply, "error", &err)) {
-		die(obj_str(err, "class", "GenericError"), "%s",
-		    obj_str(err, "desc", "unknown error"));
+		char	 cls[64], desc[1024];
+
+		snprintf(cls, sizeof(cls), "%s", obj_str(err, "class",
+		    "GenericError"));
+		snprintf(desc, sizeof(desc), "%s", obj_str(err, "desc",
+		    "unknown error"));
+		json_object_put(reply);
+		die(cls, "%s", desc);
 	}
 	if (!json_object_object_get_ex(reply, "return", &ret))
 		die("GenericError", "reply from %s has neither return nor "
