@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "migrelayd.h"
+#include "tls.h"
 #include "xport.h"
 
 TAILQ_HEAD(channelq, channel);
@@ -31,6 +32,8 @@ static unsigned int	 npending;
 static struct event	*reap_ev;
 
 static struct channel	*channel_new(int fd, int accepted);
+static void		 channel_free_unlinked(struct channel *);
+static void		 channel_greet(struct channel *);
 static void		 channel_read_cb(evutil_socket_t, short, void *);
 static void		 channel_write_cb(evutil_socket_t, short, void *);
 static void		 channel_timer_cb(evutil_socket_t, short, void *);
@@ -52,9 +55,14 @@ static void		 channel_fail(struct channel *, const char *class,
 			    const char *fmt, ...)
 			    __attribute__((format(printf, 3, 4)));
 static void		 channel_reap_cb(evutil_socket_t, short, void *);
+static void		 channel_tls_step(struct channel *);
+static int		 feature_is_supported(const char *);
+static void		 channel_secured(struct channel *);
+static ssize_t		 channel_recv(struct channel *, struct iovec *, int);
 
 static const char *const ch_state_names[_CH_STATE_MAX] = {
 	[CH_CONNECTING] = "connecting",
+	[CH_TLS] = "tls",
 	[CH_HANDSHAKE] = "handshake",
 	[CH_UP] = "up",
 	[CH_DRAINING] = "draining",
@@ -62,7 +70,9 @@ static const char *const ch_state_names[_CH_STATE_MAX] = {
 };
 
 static const uint32_t ch_allowed[_CH_STATE_MAX] = {
-	[CH_CONNECTING] = 1 << CH_HANDSHAKE | 1 << CH_DRAINING | 1 << CH_CLOSED,
+	[CH_CONNECTING] = 1 << CH_TLS | 1 << CH_HANDSHAKE | 1 << CH_DRAINING |
+	    1 << CH_CLOSED,
+	[CH_TLS] = 1 << CH_HANDSHAKE | 1 << CH_CLOSED,
 	[CH_HANDSHAKE] = 1 << CH_UP | 1 << CH_DRAINING | 1 << CH_CLOSED,
 	[CH_UP] = 1 << CH_DRAINING | 1 << CH_CLOSED,
 	[CH_DRAINING] = 1 << CH_CLOSED,
@@ -119,6 +129,19 @@ channel_new(int fd, int accepted)
 	return ch;
 }
 
+/* Free a channel that was never linked anywhere (fd stays open). */
+static void
+channel_free_unlinked(struct channel *ch)
+{
+	event_free(ch->ch_rev);
+	event_free(ch->ch_wev);
+	event_free(ch->ch_timer);
+	if (ch->ch_ssl != NULL)
+		SSL_free(ch->ch_ssl);
+	free(ch->ch_rbuf);
+	free(ch);
+}
+
 /*
  * An accepted relay connection: send our preface and greeting, then wait
  * for HELLO or JOIN.  Returns the channel (owned by the pending list) or
@@ -128,16 +151,41 @@ struct channel *
 channel_accept(int fd, const char *peer)
 {
 	struct channel	*ch;
-	struct hs_msg	 m;
 	struct timeval	 tv;
+	char		 err[512];
 
 	if ((ch = channel_new(fd, 1)) == NULL)
 		return NULL;
 	snprintf(ch->ch_peer, sizeof(ch->ch_peer), "%s", peer);
-	ch->ch_state = CH_HANDSHAKE;
+	if (g_tls != NULL) {
+		ch->ch_ssl = tls_conn_new(g_tls, fd, 1, NULL, err, sizeof(err));
+		if (ch->ch_ssl == NULL) {
+			log_warnx("channel %s: %s", peer, err);
+			channel_free_unlinked(ch);
+			return NULL;
+		}
+		ch->ch_state = CH_TLS;
+	} else {
+		ch->ch_state = CH_HANDSHAKE;
+	}
 	TAILQ_INSERT_TAIL(&pending, ch, ch_entry);
 	npending++;
 	log_debug("channel %s: accepted", ch->ch_peer);
+	event_add(ch->ch_rev, NULL);
+	ms_to_tv(HANDSHAKE_TIMEOUT_MS, &tv);
+	evtimer_add(ch->ch_timer, &tv);
+	if (ch->ch_ssl != NULL)
+		channel_tls_step(ch);
+	else
+		channel_greet(ch);
+	return ch->ch_dead ? NULL : ch;
+}
+
+/* Accepting side: our preface and GREETING. */
+static void
+channel_greet(struct channel *ch)
+{
+	struct hs_msg	 m;
 
 	memset(&m, 0, sizeof(m));
 	m.version_min = PROTO_VERSION_MIN;
@@ -153,12 +201,10 @@ channel_accept(int fd, const char *peer)
 		hs_add_feature(&m, FEAT_PLAINTEXT);
 		hs_add_require(&m, FEAT_PLAINTEXT);
 	}
+	if (g_tls != NULL)
+		hs_add_feature(&m, FEAT_TLS);
 	channel_send_magic(ch);
 	channel_send_hs(ch, FRAME_GREETING, &m);
-	event_add(ch->ch_rev, NULL);
-	ms_to_tv(HANDSHAKE_TIMEOUT_MS, &tv);
-	evtimer_add(ch->ch_timer, &tv);
-	return ch;
 }
 
 /*
@@ -184,6 +230,7 @@ channel_connect(struct session *se, unsigned int index)
 		return -ENOMEM;
 	}
 	snprintf(ch->ch_peer, sizeof(ch->ch_peer), "%s", se->se_peer);
+	snprintf(ch->ch_host, sizeof(ch->ch_host), "%s", host);
 	ch->ch_se = se;
 	ch->ch_index = index;
 	se->se_ch[index] = ch;
@@ -199,11 +246,68 @@ channel_connect(struct session *se, unsigned int index)
 static void
 channel_connected(struct channel *ch)
 {
-	channel_set_state(ch, CH_HANDSHAKE);
+	char	 err[512];
+
 	log_debug("session %s: channel #%u connected to %s", ch->ch_se->se_id,
 	    ch->ch_index, ch->ch_peer);
-	channel_send_magic(ch);
 	event_add(ch->ch_rev, NULL);
+	if (g_tls == NULL) {
+		channel_set_state(ch, CH_HANDSHAKE);
+		channel_send_magic(ch);
+		return;
+	}
+	ch->ch_ssl = tls_conn_new(g_tls, ch->ch_fd, 0, ch->ch_host, err,
+	    sizeof(err));
+	if (ch->ch_ssl == NULL) {
+		channel_fail(ch, EC_TLS, "TLS with peer relay %s: %s",
+		    ch->ch_peer, err);
+		return;
+	}
+	channel_set_state(ch, CH_TLS);
+	channel_tls_step(ch);
+}
+
+/* Advance the TLS handshake; on success continue with the preface. */
+static void
+channel_tls_step(struct channel *ch)
+{
+	char	 err[512];
+	int	 want = 0, r;
+
+	r = tls_handshake(ch->ch_ssl, &want, err, sizeof(err));
+	if (r < 0) {
+		channel_fail(ch, EC_TLS, "TLS with %s relay %s failed: %s",
+		    ch->ch_accepted ? "connecting" : "peer", ch->ch_peer, err);
+		return;
+	}
+	if (r == 0) {
+		if (want == TLS_WANT_WRITE)
+			event_add(ch->ch_wev, NULL);
+		else
+			event_del(ch->ch_wev);
+		return;
+	}
+	event_del(ch->ch_wev);
+	channel_secured(ch);
+}
+
+static void
+channel_secured(struct channel *ch)
+{
+	if (tls_peer_identity(ch->ch_ssl, ch->ch_identity,
+	    sizeof(ch->ch_identity)) != 0)
+		snprintf(ch->ch_identity, sizeof(ch->ch_identity), "?");
+	log_debug("channel %s: TLS established (%s), peer %s", ch->ch_peer,
+	    SSL_get_cipher_name(ch->ch_ssl), ch->ch_identity);
+	if ((ch->ch_wbuf = malloc(CH_WBUF_SIZE)) == NULL) {
+		channel_fail(ch, EC_INTERNAL, "out of memory");
+		return;
+	}
+	channel_set_state(ch, CH_HANDSHAKE);
+	if (ch->ch_accepted)
+		channel_greet(ch);
+	else
+		channel_send_magic(ch);
 }
 
 unsigned int
@@ -242,6 +346,19 @@ channel_send_hs(struct channel *ch, uint8_t type, const struct hs_msg *m)
 	channel_send(ch, f, 1);
 }
 
+/* Features this relay can use on a link, given its configuration. */
+static int
+feature_is_supported(const char *name)
+{
+	if (strcmp(name, FEAT_MULTICHANNEL) == 0)
+		return 1;
+	if (strcmp(name, FEAT_PLAINTEXT) == 0)
+		return g_conf.insecure_plaintext;
+	if (strcmp(name, FEAT_TLS) == 0)
+		return g_tls != NULL;
+	return 0;
+}
+
 /* Send REJECT, then close once it is flushed. */
 static void
 channel_reject(struct channel *ch, const char *class, const char *desc)
@@ -269,92 +386,194 @@ channel_send(struct channel *ch, struct frame *f, int urgent)
 	}
 	TAILQ_INSERT_TAIL(urgent ? &ch->ch_urgent : &ch->ch_bulk, f, f_entry);
 	ch->ch_outq_bytes += f->f_len + (f->f_raw ? 0 : FRAME_HDR_LEN);
-	if (ch->ch_state != CH_CONNECTING && !event_pending(ch->ch_wev,
-	    EV_WRITE, NULL))
+	if (ch->ch_state != CH_CONNECTING && ch->ch_state != CH_TLS &&
+	    !event_pending(ch->ch_wev, EV_WRITE, NULL))
 		channel_flush(ch);
 }
 
 /*
- * Write queued frames.  At most one frame is ever partially written, and it
- * must be finished before anything else: if it is a bulk frame, it goes
- * first, then the urgent queue, then the rest of the bulk queue.
- * Returns 0, or -1 when the channel was closed.
+ * The frames to write next, in order.  At most one frame is ever partially
+ * written, and it must be finished before anything else: if it is a bulk
+ * frame, it goes first, then the urgent queue, then the rest of the bulk
+ * queue.  Returns the number of frames in fs/fq (at most max).
  */
+static unsigned int
+channel_gather(struct channel *ch, struct frame **fs, struct frameq **fq,
+    unsigned int max)
+{
+	struct frame	*f;
+	unsigned int	 nf = 0;
+
+	f = TAILQ_FIRST(&ch->ch_bulk);
+	if (f != NULL && f->f_off > 0) {
+		fq[nf] = &ch->ch_bulk;
+		fs[nf++] = f;
+	}
+	TAILQ_FOREACH(f, &ch->ch_urgent, f_entry) {
+		if (nf == max)
+			return nf;
+		fq[nf] = &ch->ch_urgent;
+		fs[nf++] = f;
+	}
+	TAILQ_FOREACH(f, &ch->ch_bulk, f_entry) {
+		if (nf == max)
+			break;
+		if (nf > 0 && fs[0] == f)
+			continue;
+		fq[nf] = &ch->ch_bulk;
+		fs[nf++] = f;
+	}
+	return nf;
+}
+
+/* Account w bytes of the gathered frames as written; free whole ones. */
+static void
+channel_consume(struct channel *ch, struct frame **fs, struct frameq **fq,
+    unsigned int nf, size_t w)
+{
+	struct frame	*f;
+	unsigned int	 i;
+	size_t		 hl, left;
+
+	ch->ch_bytes_sent += w;
+	if (ch->ch_se != NULL)
+		ch->ch_se->se_link_sent += w;
+	for (i = 0; i < nf && w > 0; i++) {
+		f = fs[i];
+		hl = f->f_raw ? 0 : FRAME_HDR_LEN;
+		left = hl + f->f_len - f->f_off;
+		if (w < left) {
+			f->f_off += w;
+			ch->ch_outq_bytes -= w;
+			break;
+		}
+		w -= left;
+		ch->ch_outq_bytes -= left;
+		TAILQ_REMOVE(fq[i], f, f_entry);
+		frame_free(f);
+	}
+}
+
+/* Build the iovecs of the gathered frames; returns their count. */
+static unsigned int
+channel_iov(struct frame **fs, unsigned int nf, struct iovec *iov)
+{
+	struct frame	*f;
+	unsigned int	 i, n = 0;
+	size_t		 hl;
+
+	for (i = 0; i < nf; i++) {
+		f = fs[i];
+		hl = f->f_raw ? 0 : FRAME_HDR_LEN;
+		if (f->f_off < hl) {
+			iov[n].iov_base = f->f_hdr + f->f_off;
+			iov[n++].iov_len = hl - f->f_off;
+		}
+		if (f->f_len > 0) {
+			size_t o = f->f_off > hl ? f->f_off - hl : 0;
+
+			iov[n].iov_base = f->f_data + o;
+			iov[n++].iov_len = f->f_len - o;
+		}
+	}
+	return n;
+}
+
+/*
+ * TLS output: frames are copied into ch_wbuf (as large as possible, so
+ * records are full 16 KiB and writes large) and the buffer is handed to
+ * SSL_write until it is gone.  Returns 1 when everything is written, 0
+ * when waiting, -1 when the channel was closed.
+ */
+static int
+channel_flush_tls(struct channel *ch)
+{
+	struct iovec	 iov[CH_IOV_MAX];
+	struct frame	*fs[CH_IOV_MAX / 2];
+	struct frameq	*fq[CH_IOV_MAX / 2];
+	unsigned int	 nf, n, i;
+	ssize_t		 w;
+	size_t		 take;
+	int		 want = 0;
+
+	for (;;) {
+		if (ch->ch_woff < ch->ch_wlen) {
+			w = tls_write(ch->ch_ssl, ch->ch_wbuf + ch->ch_woff,
+			    ch->ch_wlen - ch->ch_woff, &want);
+			if (w == -EAGAIN) {
+				if (want == TLS_WANT_WRITE)
+					event_add(ch->ch_wev, NULL);
+				else
+					ch->ch_write_wants_read = 1;
+				return 0;
+			}
+			if (w < 0) {
+				channel_fail(ch, EC_UNREACHABLE, "write to peer "
+				    "relay %s failed: %s", ch->ch_peer,
+				    strerror((int)-w));
+				return -1;
+			}
+			ch->ch_woff += (size_t)w;
+			ch->ch_since_rekey += (uint64_t)w;
+			continue;
+		}
+		ch->ch_woff = ch->ch_wlen = 0;
+		if (ch->ch_since_rekey >= TLS_KEY_UPDATE_BYTES) {
+			if (tls_key_update(ch->ch_ssl) == 0)
+				log_debug("channel %s #%u: TLS key update",
+				    ch->ch_peer, ch->ch_index);
+			ch->ch_since_rekey = 0;
+		}
+		nf = channel_gather(ch, fs, fq, CH_IOV_MAX / 2);
+		if (nf == 0)
+			return 1;
+		n = channel_iov(fs, nf, iov);
+		for (i = 0; i < n && ch->ch_wlen < CH_WBUF_SIZE; i++) {
+			take = iov[i].iov_len;
+			if (take > CH_WBUF_SIZE - ch->ch_wlen)
+				take = CH_WBUF_SIZE - ch->ch_wlen;
+			memcpy(ch->ch_wbuf + ch->ch_wlen, iov[i].iov_base, take);
+			ch->ch_wlen += take;
+		}
+		channel_consume(ch, fs, fq, nf, ch->ch_wlen);
+	}
+}
+
+/* Write queued frames.  Returns 0, or -1 when the channel was closed. */
 static int
 channel_flush(struct channel *ch)
 {
 	struct iovec	 iov[CH_IOV_MAX];
-	struct frame	*fs[CH_IOV_MAX / 2], *f;
+	struct frame	*fs[CH_IOV_MAX / 2];
 	struct frameq	*fq[CH_IOV_MAX / 2];
-	unsigned int	 n, nf, i;
+	unsigned int	 n, nf;
 	ssize_t		 w;
-	size_t		 hl, left;
+	int		 r;
 
-	for (;;) {
-		nf = 0;
-		f = TAILQ_FIRST(&ch->ch_bulk);
-		if (f != NULL && f->f_off > 0) {
-			fq[nf] = &ch->ch_bulk;
-			fs[nf++] = f;
-		}
-		TAILQ_FOREACH(f, &ch->ch_urgent, f_entry) {
-			if (nf == CH_IOV_MAX / 2)
+	if (ch->ch_ssl != NULL) {
+		r = channel_flush_tls(ch);
+		if (r <= 0)
+			return r;
+	} else {
+		for (;;) {
+			nf = channel_gather(ch, fs, fq, CH_IOV_MAX / 2);
+			if (nf == 0)
 				break;
-			fq[nf] = &ch->ch_urgent;
-			fs[nf++] = f;
-		}
-		TAILQ_FOREACH(f, &ch->ch_bulk, f_entry) {
-			if (nf == CH_IOV_MAX / 2)
-				break;
-			if (nf > 0 && fs[0] == f)
-				continue;
-			fq[nf] = &ch->ch_bulk;
-			fs[nf++] = f;
-		}
-		if (nf == 0)
-			break;
-		for (i = 0, n = 0; i < nf; i++) {
-			f = fs[i];
-			hl = f->f_raw ? 0 : FRAME_HDR_LEN;
-			if (f->f_off < hl) {
-				iov[n].iov_base = f->f_hdr + f->f_off;
-				iov[n++].iov_len = hl - f->f_off;
+			n = channel_iov(fs, nf, iov);
+			w = writev(ch->ch_fd, iov, (int)n);
+			if (w < 0) {
+				if (errno == EINTR)
+					continue;
+				if (errno == EAGAIN) {
+					event_add(ch->ch_wev, NULL);
+					return 0;
+				}
+				channel_fail(ch, EC_UNREACHABLE, "write to peer "
+				    "relay %s failed: %s", ch->ch_peer,
+				    strerror(errno));
+				return -1;
 			}
-			if (f->f_len > 0) {
-				size_t o = f->f_off > hl ? f->f_off - hl : 0;
-
-				iov[n].iov_base = f->f_data + o;
-				iov[n++].iov_len = f->f_len - o;
-			}
-		}
-		w = writev(ch->ch_fd, iov, (int)n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN) {
-				event_add(ch->ch_wev, NULL);
-				return 0;
-			}
-			channel_fail(ch, EC_UNREACHABLE, "write to peer relay "
-			    "failed: %s", strerror(errno));
-			return -1;
-		}
-		ch->ch_bytes_sent += (uint64_t)w;
-		if (ch->ch_se != NULL)
-			ch->ch_se->se_link_sent += (uint64_t)w;
-		for (i = 0; i < nf && w > 0; i++) {
-			f = fs[i];
-			hl = f->f_raw ? 0 : FRAME_HDR_LEN;
-			left = hl + f->f_len - f->f_off;
-			if ((size_t)w < left) {
-				f->f_off += (size_t)w;
-				ch->ch_outq_bytes -= (size_t)w;
-				break;
-			}
-			w -= (ssize_t)left;
-			ch->ch_outq_bytes -= left;
-			TAILQ_REMOVE(fq[i], f, f_entry);
-			frame_free(f);
+			channel_consume(ch, fs, fq, nf, (size_t)w);
 		}
 	}
 	event_del(ch->ch_wev);
@@ -377,9 +596,20 @@ channel_write_cb(evutil_socket_t fd, short ev, void *arg)
 			return;
 		}
 		channel_connected(ch);
-		if (!TAILQ_EMPTY(&ch->ch_urgent) || !TAILQ_EMPTY(&ch->ch_bulk))
+		if (!ch->ch_dead && ch->ch_state == CH_HANDSHAKE &&
+		    (!TAILQ_EMPTY(&ch->ch_urgent) || !TAILQ_EMPTY(&ch->ch_bulk)))
 			channel_flush(ch);
 		return;
+	}
+	if (ch->ch_state == CH_TLS) {
+		channel_tls_step(ch);
+		return;
+	}
+	if (ch->ch_read_wants_write) {
+		ch->ch_read_wants_write = 0;
+		channel_read_cb(fd, EV_READ, ch);
+		if (ch->ch_dead)
+			return;
 	}
 	channel_flush(ch);
 }
@@ -397,6 +627,40 @@ channel_timer_cb(evutil_socket_t fd, short ev, void *arg)
 	    "handshake within %d ms", ch->ch_peer, HANDSHAKE_TIMEOUT_MS);
 }
 
+/*
+ * Read into the vectors: readv, or SSL_read into each vector in turn.
+ * Returns a byte count, 0 on EOF, or -errno (-EAGAIN: nothing now).
+ */
+static ssize_t
+channel_recv(struct channel *ch, struct iovec *iov, int cnt)
+{
+	ssize_t	 n, total = 0;
+	size_t	 off;
+	int	 i, want = 0;
+
+	if (ch->ch_ssl == NULL) {
+		n = readv(ch->ch_fd, iov, cnt);
+		return n < 0 ? -errno : n;
+	}
+	for (i = 0; i < cnt; i++) {
+		for (off = 0; off < iov[i].iov_len; off += (size_t)n) {
+			n = tls_read(ch->ch_ssl, (uint8_t *)iov[i].iov_base +
+			    off, iov[i].iov_len - off, &want);
+			if (n > 0)
+				continue;
+			if (total > 0 || off > 0)
+				return total + (ssize_t)off;
+			if (n == -EAGAIN && want == TLS_WANT_WRITE) {
+				ch->ch_read_wants_write = 1;
+				event_add(ch->ch_wev, NULL);
+			}
+			return n;
+		}
+		total += (ssize_t)off;
+	}
+	return total;
+}
+
 static void
 channel_read_cb(evutil_socket_t fd, short ev, void *arg)
 {
@@ -405,7 +669,12 @@ channel_read_cb(evutil_socket_t fd, short ev, void *arg)
 	size_t		 budget = 0, need;
 	ssize_t		 n;
 	struct frame	*f;
+	int		 cnt;
 
+	if (ch->ch_state == CH_TLS) {
+		channel_tls_step(ch);
+		return;
+	}
 	while (!ch->ch_dead && budget < CALLBACK_BUDGET) {
 		if ((f = ch->ch_rframe) != NULL) {
 			need = f->f_len - f->f_off;
@@ -414,7 +683,7 @@ channel_read_cb(evutil_socket_t fd, short ev, void *arg)
 			iov[1].iov_base = ch->ch_rbuf;
 			iov[1].iov_len = CH_RBUF_SIZE;
 			ch->ch_rlen = ch->ch_rpos = 0;
-			n = readv(fd, iov, 2);
+			cnt = 2;
 		} else {
 			if (ch->ch_rpos > 0) {
 				memmove(ch->ch_rbuf, ch->ch_rbuf + ch->ch_rpos,
@@ -423,21 +692,32 @@ channel_read_cb(evutil_socket_t fd, short ev, void *arg)
 				ch->ch_rpos = 0;
 			}
 			need = 0;
-			n = read(fd, ch->ch_rbuf + ch->ch_rlen,
-			    CH_RBUF_SIZE - ch->ch_rlen);
+			iov[0].iov_base = ch->ch_rbuf + ch->ch_rlen;
+			iov[0].iov_len = CH_RBUF_SIZE - ch->ch_rlen;
+			cnt = 1;
 		}
+		n = channel_recv(ch, iov, cnt);
+		if (n == -EINTR)
+			continue;
+		if (n == -EAGAIN)
+			break;
 		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN)
-				return;
-			channel_fail(ch, EC_UNREACHABLE, "link to peer relay "
-			    "%s lost: %s", ch->ch_peer, strerror(errno));
+			channel_fail(ch, ch->ch_state == CH_UP ? EC_UNREACHABLE :
+			    EC_GENERIC, "link to peer relay %s lost: %s",
+			    ch->ch_peer, strerror((int)-n));
 			return;
 		}
 		if (n == 0) {
 			if (ch->ch_state == CH_DRAINING) {
 				channel_close(ch, NULL);
+				return;
+			}
+			if (!ch->ch_magic_seen && !ch->ch_accepted &&
+			    g_tls == NULL) {
+				channel_fail(ch, EC_TLS, "peer relay %s closed "
+				    "the connection without a greeting (does "
+				    "it require TLS? this relay runs with "
+				    "--insecure-plaintext)", ch->ch_peer);
 				return;
 			}
 			channel_fail(ch, EC_UNREACHABLE, "link to peer relay "
@@ -465,6 +745,16 @@ channel_read_cb(evutil_socket_t fd, short ev, void *arg)
 		if (channel_parse(ch) != 0)
 			return;
 	}
+	if (ch->ch_dead)
+		return;
+	/* Decrypted bytes OpenSSL holds raise no event: come back for them. */
+	if (ch->ch_ssl != NULL && budget >= CALLBACK_BUDGET &&
+	    SSL_has_pending(ch->ch_ssl))
+		event_active(ch->ch_rev, EV_READ, 0);
+	if (ch->ch_write_wants_read) {
+		ch->ch_write_wants_read = 0;
+		channel_flush(ch);
+	}
 }
 
 /*
@@ -488,9 +778,16 @@ channel_parse(struct channel *ch)
 				return 0;
 			if (memcmp(ch->ch_rbuf + ch->ch_rpos, PROTO_MAGIC,
 			    PROTO_MAGIC_LEN) != 0) {
-				channel_fail(ch, EC_VERSION, "peer %s is not a "
-				    "migrelay relay (bad connection preface)",
-				    ch->ch_peer);
+				if (g_tls == NULL && tls_looks_like_client_hello(
+				    ch->ch_rbuf + ch->ch_rpos, avail))
+					channel_fail(ch, EC_TLS, "peer relay %s "
+					    "speaks TLS, but this relay runs "
+					    "with --insecure-plaintext",
+					    ch->ch_peer);
+				else
+					channel_fail(ch, EC_VERSION, "peer %s is "
+					    "not a migrelay relay (bad "
+					    "connection preface)", ch->ch_peer);
 				return -1;
 			}
 			ch->ch_magic_seen = 1;
@@ -623,9 +920,7 @@ channel_hs_accepting(struct channel *ch, const struct frame_hdr *h,
 		return -1;
 	}
 	for (i = 0; i < m.nrequire; i++) {
-		if (strcmp(m.require[i], FEAT_MULTICHANNEL) != 0 &&
-		    !(g_conf.insecure_plaintext &&
-		    strcmp(m.require[i], FEAT_PLAINTEXT) == 0)) {
+		if (!feature_is_supported(m.require[i])) {
 			snprintf(desc, sizeof(desc), "this relay does not "
 			    "support the required feature '%s'", m.require[i]);
 			channel_reject(ch, EC_VERSION, desc);
@@ -683,9 +978,8 @@ channel_hs_accepting(struct channel *ch, const struct frame_hdr *h,
 		se->se_peer_window = m.window;
 		se->se_nfeatures = 0;
 		for (i = 0; i < m.nfeatures; i++) {
-			if (strcmp(m.features[i], FEAT_MULTICHANNEL) == 0 ||
-			    (g_conf.insecure_plaintext &&
-			    strcmp(m.features[i], FEAT_PLAINTEXT) == 0)) {
+			if (feature_is_supported(m.features[i]) &&
+			    se->se_nfeatures < PROTO_MAX_FEATURES) {
 				snprintf(se->se_features[se->se_nfeatures++],
 				    PROTO_FEATURE_MAX + 1, "%s", m.features[i]);
 				hs_add_feature(&w, m.features[i]);
@@ -769,9 +1063,7 @@ channel_hs_connecting(struct channel *ch, const struct frame_hdr *h,
 			return -1;
 		}
 		for (i = 0; i < m.nrequire; i++) {
-			if (strcmp(m.require[i], FEAT_MULTICHANNEL) != 0 &&
-			    !(g_conf.insecure_plaintext &&
-			    strcmp(m.require[i], FEAT_PLAINTEXT) == 0)) {
+			if (!feature_is_supported(m.require[i])) {
 				str_escape(desc, sizeof(desc), m.require[i]);
 				channel_fail(ch, strcmp(m.require[i],
 				    FEAT_PLAINTEXT) == 0 ? EC_TLS : EC_VERSION,
@@ -812,6 +1104,8 @@ channel_hs_connecting(struct channel *ch, const struct frame_hdr *h,
 				hs_add_feature(&o, FEAT_MULTICHANNEL);
 			if (g_conf.insecure_plaintext)
 				hs_add_feature(&o, FEAT_PLAINTEXT);
+			if (g_tls != NULL && hs_has_feature(&m, FEAT_TLS))
+				hs_add_feature(&o, FEAT_TLS);
 			for (i = 0; i < o.nfeatures; i++)
 				snprintf(se->se_features[se->se_nfeatures++],
 				    PROTO_FEATURE_MAX + 1, "%s", o.features[i]);
@@ -917,8 +1211,9 @@ channel_drain_close(struct channel *ch)
 
 	if (ch->ch_dead)
 		return;
-	if (ch->ch_state == CH_CONNECTING ||
-	    (TAILQ_EMPTY(&ch->ch_urgent) && TAILQ_EMPTY(&ch->ch_bulk))) {
+	if (ch->ch_state == CH_CONNECTING || ch->ch_state == CH_TLS ||
+	    (TAILQ_EMPTY(&ch->ch_urgent) && TAILQ_EMPTY(&ch->ch_bulk) &&
+	    ch->ch_woff == ch->ch_wlen)) {
 		channel_close(ch, NULL);
 		return;
 	}
@@ -964,8 +1259,14 @@ channel_close(struct channel *ch, const char *reason)
 	event_del(ch->ch_rev);
 	event_del(ch->ch_wev);
 	evtimer_del(ch->ch_timer);
+	if (ch->ch_ssl != NULL) {
+		tls_close(ch->ch_ssl);
+		ch->ch_ssl = NULL;
+	}
 	close(ch->ch_fd);
 	ch->ch_fd = -1;
+	free(ch->ch_wbuf);
+	ch->ch_wbuf = NULL;
 	frameq_free(&ch->ch_urgent);
 	frameq_free(&ch->ch_bulk);
 	if (ch->ch_rframe != NULL) {

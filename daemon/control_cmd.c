@@ -159,6 +159,8 @@ ctl_cmd_query_daemon(struct ctl_client *c, json_object *args, json_object *id)
 	json_object_array_add(f, json_object_new_string(FEAT_MULTICHANNEL));
 	if (g_conf.insecure_plaintext)
 		json_object_array_add(f, json_object_new_string(FEAT_PLAINTEXT));
+	if (g_tls != NULL)
+		json_object_array_add(f, json_object_new_string(FEAT_TLS));
 	json_object_object_add(o, "features", f);
 	json_object_object_add(o, "sessions",
 	    json_object_new_int((int)session_count()));

@@ -17,18 +17,14 @@
 #include <unistd.h>
 
 #include "migrelayd.h"
+#include "tls.h"
 
 #ifndef SYSCONFDIR
 #define SYSCONFDIR "/etc"
 #endif
 #define DEFAULT_CONFIG	SYSCONFDIR "/migrelay/migrelayd.conf"
-#define DEFAULT_CONTROL	"/run/migrelay/control.sock"
 
 static void	 usage(void) __attribute__((noreturn));
-static int	 conf_set(struct conf *, const char *key, const char *val,
-		    char *err, size_t errlen);
-static int	 conf_load(struct conf *, const char *path, int must_exist);
-static void	 conf_print(const struct conf *, FILE *);
 
 enum {
 	OPT_CONFIG = 256,
@@ -68,138 +64,6 @@ usage(void)
 	    "                 [--log-level level] [--check-config] "
 	    "[--version]\n");
 	exit(1);
-}
-
-static void
-conf_defaults(struct conf *c)
-{
-	memset(c, 0, sizeof(*c));
-	snprintf(c->control_path, sizeof(c->control_path), "%s",
-	    DEFAULT_CONTROL);
-	c->log_level = LOG_LVL_INFO;
-}
-
-/*
- * Apply one setting.  Used for both the file and the command line, so
- * every option has a configuration key of the same name.
- */
-static int
-conf_set(struct conf *c, const char *key, const char *val, char *err,
-    size_t errlen)
-{
-	char		 host[256], port[16];
-	const char	*errstr;
-	int		 l;
-
-	if (strcmp(key, "control") == 0) {
-		if (val == NULL || strlen(val) >= sizeof(c->control_path)) {
-			snprintf(err, errlen, "control: path missing or too long");
-			return -1;
-		}
-		snprintf(c->control_path, sizeof(c->control_path), "%s", val);
-	} else if (strcmp(key, "listen") == 0) {
-		if (val == NULL || hostport_parse(val, host, sizeof(host), port,
-		    sizeof(port), &errstr) != 0) {
-			snprintf(err, errlen, "listen %s: %s", val ? val : "",
-			    val ? errstr : "address missing");
-			return -1;
-		}
-		if (c->nlisten >= MAX_LISTENERS) {
-			snprintf(err, errlen, "listen: at most %d addresses",
-			    MAX_LISTENERS);
-			return -1;
-		}
-		snprintf(c->listen[c->nlisten++], sizeof(c->listen[0]), "%s",
-		    val);
-	} else if (strcmp(key, "no-listen") == 0) {
-		c->no_listen = 1;
-	} else if (strcmp(key, "insecure-plaintext") == 0) {
-		c->insecure_plaintext = 1;
-	} else if (strcmp(key, "tls-dir") == 0) {
-		snprintf(err, errlen, "tls-dir: TLS is not available in this "
-		    "version of migrelayd yet; run both relays with "
-		    "--insecure-plaintext on a trusted network");
-		return -1;
-	} else if (strcmp(key, "log-level") == 0) {
-		if (val == NULL || (l = log_level_parse(val)) < 0) {
-			snprintf(err, errlen, "log-level: expected error, "
-			    "warning, info or debug");
-			return -1;
-		}
-		c->log_level = l;
-	} else {
-		snprintf(err, errlen, "unknown option '%s'", key);
-		return -1;
-	}
-	return 0;
-}
-
-/*
- * Read "key value" or "key = value" lines; '#' starts a comment.  Errors
- * name the file and line.  Returns 0, or -1 after printing the error.
- */
-static int
-conf_load(struct conf *c, const char *path, int must_exist)
-{
-	FILE	*fp;
-	char	 line[1024], err[512], *p, *key, *val, *e;
-	int	 lineno = 0, rc = 0;
-
-	if ((fp = fopen(path, "r")) == NULL) {
-		if (errno == ENOENT && !must_exist)
-			return 0;
-		fprintf(stderr, "migrelayd: %s: %s\n", path, strerror(errno));
-		return -1;
-	}
-	while (fgets(line, sizeof(line), fp) != NULL) {
-		lineno++;
-		if (strchr(line, '\n') == NULL && !feof(fp)) {
-			fprintf(stderr, "migrelayd: %s:%d: line too long\n",
-			    path, lineno);
-			rc = -1;
-			break;
-		}
-		if ((p = strchr(line, '#')) != NULL)
-			*p = '\0';
-		p = line + strspn(line, " \t\r\n");
-		if (*p == '\0')
-			continue;
-		key = p;
-		p += strcspn(p, " \t\r\n=");
-		e = p;
-		p += strspn(p, " \t");
-		if (*p == '=')
-			p++;
-		*e = '\0';
-		p += strspn(p, " \t");
-		val = p;
-		for (e = val + strlen(val); e > val && (e[-1] == ' ' ||
-		    e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n'); e--)
-			;
-		*e = '\0';
-		if (conf_set(c, key, *val ? val : NULL, err, sizeof(err)) != 0) {
-			fprintf(stderr, "migrelayd: %s:%d: %s\n", path, lineno,
-			    err);
-			rc = -1;
-		}
-	}
-	fclose(fp);
-	return rc;
-}
-
-static void
-conf_print(const struct conf *c, FILE *fp)
-{
-	unsigned int	 i;
-
-	fprintf(fp, "control %s\n", c->control_path);
-	if (c->no_listen)
-		fprintf(fp, "no-listen\n");
-	for (i = 0; i < c->nlisten && !c->no_listen; i++)
-		fprintf(fp, "listen %s\n", c->listen[i]);
-	if (c->insecure_plaintext)
-		fprintf(fp, "insecure-plaintext\n");
-	fprintf(fp, "log-level %s\n", log_level_name(c->log_level));
 }
 
 static void
@@ -275,10 +139,21 @@ main(int argc, char *argv[])
 		snprintf(conf.listen[1], sizeof(conf.listen[1]), "0.0.0.0:4600");
 		conf.nlisten = 2;
 	}
-	if (!conf.insecure_plaintext) {
-		fprintf(stderr, "migrelayd: no TLS credentials configured: this "
-		    "version carries migrations in plaintext only; start both "
-		    "relays with --insecure-plaintext (on a trusted network)\n");
+	if (conf.insecure_plaintext && conf.tls_dir[0] != '\0') {
+		fprintf(stderr, "migrelayd: --tls-dir and --insecure-plaintext "
+		    "exclude each other\n");
+		exit(1);
+	}
+	if (!conf.insecure_plaintext && conf.tls_dir[0] == '\0') {
+		fprintf(stderr, "migrelayd: no TLS credentials configured: give "
+		    "--tls-dir DIR (ca-cert.pem, server-cert.pem, server-key.pem, "
+		    "client-cert.pem, client-key.pem), or --insecure-plaintext on "
+		    "both relays to run without encryption\n");
+		exit(1);
+	}
+	if (conf.tls_dir[0] != '\0' && tls_creds_load(conf.tls_dir, &g_tls,
+	    err, sizeof(err)) != 0) {
+		fprintf(stderr, "migrelayd: %s\n", err);
 		exit(1);
 	}
 	if (check) {
@@ -298,8 +173,13 @@ main(int argc, char *argv[])
 	signal(SIGPIPE, SIG_IGN);
 	if ((g_base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
-	log_warnx("running with --insecure-plaintext: migrations are neither "
-	    "encrypted nor authenticated");
+	if (g_conf.insecure_plaintext)
+		log_warnx("running with --insecure-plaintext: migrations are "
+		    "neither encrypted nor authenticated");
+	else
+		log_info("TLS credentials from %s (%s%s%s)", g_conf.tls_dir,
+		    g_tls->server ? "server" : "", g_tls->server &&
+		    g_tls->client ? " and " : "", g_tls->client ? "client" : "");
 	control_open(g_conf.control_path);
 	listener_open_all();
 	sigterm = evsignal_new(g_base, SIGTERM, signal_cb, NULL);
@@ -320,6 +200,7 @@ main(int argc, char *argv[])
 	while (!TAILQ_EMPTY(&g_sessions))
 		session_free(TAILQ_FIRST(&g_sessions));
 	channel_reap();
+	tls_creds_free(g_tls);
 	listener_close_all();
 	control_close();
 	event_free(sigterm);

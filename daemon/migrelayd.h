@@ -15,10 +15,12 @@
 #include <sys/queue.h>
 #include <sys/types.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <time.h>
 
 #include <event2/event.h>
+#include <openssl/ssl.h>
 #include <json-c/json.h>
 
 #include "proto.h"
@@ -40,6 +42,7 @@
 #define SMALL_FRAME		(16u * 1024)	/* DATA below this is urgent */
 #define CH_RBUF_SIZE		(256u * 1024)
 #define CH_IOV_MAX		64
+#define CH_WBUF_SIZE		(256u * 1024)	/* TLS write staging */
 #define CALLBACK_BUDGET		(2u * 1024 * 1024)	/* bytes per callback */
 
 #define MIGRELAY_VERSION_MAJOR	0
@@ -49,6 +52,7 @@
 /* Features this implementation offers on the link (see migrelay-protocol(7)). */
 #define FEAT_MULTICHANNEL	"multichannel"
 #define FEAT_PLAINTEXT		"insecure-plaintext"
+#define FEAT_TLS		"tls"
 
 /* Error classes of the control protocol. */
 #define EC_GENERIC		"GenericError"
@@ -103,6 +107,7 @@ enum se_role {
 /* A relay-to-relay TCP connection. */
 enum ch_state {
 	CH_CONNECTING,		/* connecting side: TCP connect in progress */
+	CH_TLS,			/* TLS handshake */
 	CH_HANDSHAKE,		/* magic and handshake frames */
 	CH_UP,			/* member of a link, carrying frames */
 	CH_DRAINING,		/* flushing a last frame, then closed */
@@ -133,6 +138,16 @@ struct channel {
 	struct frameq		 ch_urgent;
 	struct frameq		 ch_bulk;
 	size_t			 ch_outq_bytes;
+	/* TLS (NULL in plaintext mode). */
+	SSL			*ch_ssl;
+	char			 ch_host[256];	/* dialled host, for SAN checks */
+	char			 ch_identity[256]; /* peer certificate subject */
+	uint8_t			*ch_wbuf;	/* plaintext staged for SSL_write */
+	size_t			 ch_wlen;
+	size_t			 ch_woff;
+	int			 ch_read_wants_write;
+	int			 ch_write_wants_read;
+	uint64_t		 ch_since_rekey;
 	uint64_t		 ch_bytes_sent;
 	uint64_t		 ch_bytes_recv;
 };
@@ -236,13 +251,24 @@ struct conf {
 	char			 listen[MAX_LISTENERS][300];
 	int			 no_listen;
 	int			 insecure_plaintext;
+	char			 tls_dir[4096];
 	int			 log_level;
 	char			 config_file[4096];
 };
 
-/* main.c */
+/* util.c */
 extern struct event_base	*g_base;
 extern struct conf		 g_conf;
+extern struct tls_creds		*g_tls;		/* NULL: plaintext links */
+
+/* config.c */
+void		 conf_defaults(struct conf *);
+int		 conf_set(struct conf *, const char *key, const char *val,
+		    char *err, size_t errlen);
+int		 conf_parse_line(struct conf *, const char *file, int lineno,
+		    char *line, char *err, size_t errlen);
+int		 conf_load(struct conf *, const char *path, int must_exist);
+void		 conf_print(const struct conf *, FILE *);
 
 /* log.c */
 enum { LOG_LVL_ERR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };

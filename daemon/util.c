@@ -11,6 +11,7 @@
 
 struct event_base	*g_base;	/* the one event loop */
 struct conf		 g_conf;	/* effective configuration */
+struct tls_creds	*g_tls;		/* link credentials, NULL in plaintext mode */
 
 void
 mono_now(struct timespec *ts)
