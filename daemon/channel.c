@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "migrelayd.h"
+#include "scram.h"
 #include "tls.h"
 #include "xport.h"
 
@@ -57,6 +58,7 @@ static void		 channel_fail(struct channel *, const char *class,
 static void		 channel_reap_cb(evutil_socket_t, short, void *);
 static void		 channel_tls_step(struct channel *);
 static int		 feature_is_supported(const char *);
+static void		 channel_greeting_auth(struct hs_msg *);
 static void		 channel_secured(struct channel *);
 static ssize_t		 channel_recv(struct channel *, struct iovec *, int);
 
@@ -91,6 +93,18 @@ channel_set_state(struct channel *ch, enum ch_state st)
 	log_debug("channel %s #%u: %s -> %s", ch->ch_peer, ch->ch_index,
 	    ch_state_names[ch->ch_state], ch_state_names[st]);
 	ch->ch_state = st;
+	if (st == CH_UP && ch->ch_rbuf_size < CH_RBUF_SIZE) {
+		uint8_t *nb = realloc(ch->ch_rbuf, CH_RBUF_SIZE);
+
+		/* Without the large buffer the channel still works, slower. */
+		if (nb != NULL) {
+			ch->ch_rbuf = nb;
+			ch->ch_rbuf_size = CH_RBUF_SIZE;
+		}
+		if (ch->ch_ssl != NULL)
+			SSL_set_default_read_buffer_len(ch->ch_ssl,
+			    CH_RBUF_SIZE);
+	}
 }
 
 static struct channel *
@@ -100,7 +114,9 @@ channel_new(int fd, int accepted)
 
 	if ((ch = calloc(1, sizeof(*ch))) == NULL)
 		return NULL;
-	if ((ch->ch_rbuf = malloc(CH_RBUF_SIZE)) == NULL) {
+	/* Small until the channel is bound: strangers get little memory. */
+	ch->ch_rbuf_size = CH_RBUF_HS_SIZE;
+	if ((ch->ch_rbuf = malloc(ch->ch_rbuf_size)) == NULL) {
 		free(ch);
 		return NULL;
 	}
@@ -127,6 +143,27 @@ channel_new(int fd, int accepted)
 		return NULL;
 	}
 	return ch;
+}
+
+/* "ADDR:PORT" or "[V6]:PORT" -> "ADDR" / "V6". */
+void
+channel_addr_of(const char *peer, char *buf, size_t len)
+{
+	const char	*c;
+	size_t		 n;
+
+	if (peer[0] == '[' && (c = strchr(peer, ']')) != NULL) {
+		peer++;
+		n = (size_t)(c - peer);
+	} else if ((c = strrchr(peer, ':')) != NULL) {
+		n = (size_t)(c - peer);
+	} else {
+		n = strlen(peer);
+	}
+	if (n >= len)
+		n = len - 1;
+	memcpy(buf, peer, n);
+	buf[n] = '\0';
 }
 
 /* Free a channel that was never linked anywhere (fd stays open). */
@@ -157,6 +194,7 @@ channel_accept(int fd, const char *peer)
 	if ((ch = channel_new(fd, 1)) == NULL)
 		return NULL;
 	snprintf(ch->ch_peer, sizeof(ch->ch_peer), "%s", peer);
+	channel_addr_of(peer, ch->ch_addr, sizeof(ch->ch_addr));
 	if (g_tls != NULL) {
 		ch->ch_ssl = tls_conn_new(g_tls, fd, 1, NULL, err, sizeof(err));
 		if (ch->ch_ssl == NULL) {
@@ -172,7 +210,7 @@ channel_accept(int fd, const char *peer)
 	npending++;
 	log_debug("channel %s: accepted", ch->ch_peer);
 	event_add(ch->ch_rev, NULL);
-	ms_to_tv(HANDSHAKE_TIMEOUT_MS, &tv);
+	ms_to_tv(g_conf.handshake_timeout_ms, &tv);
 	evtimer_add(ch->ch_timer, &tv);
 	if (ch->ch_ssl != NULL)
 		channel_tls_step(ch);
@@ -203,6 +241,7 @@ channel_greet(struct channel *ch)
 	}
 	if (g_tls != NULL)
 		hs_add_feature(&m, FEAT_TLS);
+	channel_greeting_auth(&m);
 	channel_send_magic(ch);
 	channel_send_hs(ch, FRAME_GREETING, &m);
 }
@@ -310,10 +349,19 @@ channel_secured(struct channel *ch)
 		channel_send_magic(ch);
 }
 
+/* Pending channels in all, or from one source address when addr is set. */
 unsigned int
-channel_pending_count(void)
+channel_pending_count(const char *addr)
 {
-	return npending;
+	struct channel	*ch;
+	unsigned int	 n = 0;
+
+	if (addr == NULL)
+		return npending;
+	TAILQ_FOREACH(ch, &pending, ch_entry)
+		if (strcmp(ch->ch_addr, addr) == 0)
+			n++;
+	return n;
 }
 
 static void
@@ -356,6 +404,11 @@ feature_is_supported(const char *name)
 		return g_conf.insecure_plaintext;
 	if (strcmp(name, FEAT_TLS) == 0)
 		return g_tls != NULL;
+	if (strcmp(name, FEAT_SCRAM) == 0)
+		return auth_users_loaded() || auth_secret_loaded();
+	if (strcmp(name, FEAT_SCRAM_PLUS) == 0)
+		return g_tls != NULL && (auth_users_loaded() ||
+		    auth_secret_loaded());
 	return 0;
 }
 
@@ -370,7 +423,7 @@ channel_reject(struct channel *ch, const char *class, const char *desc)
 	snprintf(m.errdesc, sizeof(m.errdesc), "%s", desc);
 	m.present = 1u << HS_T_ERRCLASS | 1u << HS_T_ERRDESC;
 	channel_send_hs(ch, FRAME_REJECT, &m);
-	channel_drain_close(ch);
+	channel_drain_close(ch, 0);
 }
 
 /*
@@ -577,7 +630,7 @@ channel_flush(struct channel *ch)
 		}
 	}
 	event_del(ch->ch_wev);
-	if (ch->ch_state == CH_DRAINING)
+	if (ch->ch_state == CH_DRAINING && !ch->ch_linger)
 		channel_close(ch, NULL);
 	return 0;
 }
@@ -624,7 +677,7 @@ channel_timer_cb(evutil_socket_t fd, short ev, void *arg)
 		return;
 	}
 	channel_fail(ch, EC_TIMEOUT, "peer relay %s did not complete the "
-	    "handshake within %d ms", ch->ch_peer, HANDSHAKE_TIMEOUT_MS);
+	    "handshake within %u ms", ch->ch_peer, g_conf.handshake_timeout_ms);
 }
 
 /*
@@ -681,7 +734,7 @@ channel_read_cb(evutil_socket_t fd, short ev, void *arg)
 			iov[0].iov_base = f->f_data + f->f_off;
 			iov[0].iov_len = need;
 			iov[1].iov_base = ch->ch_rbuf;
-			iov[1].iov_len = CH_RBUF_SIZE;
+			iov[1].iov_len = ch->ch_rbuf_size;
 			ch->ch_rlen = ch->ch_rpos = 0;
 			cnt = 2;
 		} else {
@@ -693,7 +746,7 @@ channel_read_cb(evutil_socket_t fd, short ev, void *arg)
 			}
 			need = 0;
 			iov[0].iov_base = ch->ch_rbuf + ch->ch_rlen;
-			iov[0].iov_len = CH_RBUF_SIZE - ch->ch_rlen;
+			iov[0].iov_len = ch->ch_rbuf_size - ch->ch_rlen;
 			cnt = 1;
 		}
 		n = channel_recv(ch, iov, cnt);
@@ -811,7 +864,7 @@ channel_parse(struct channel *ch)
 		if (ch->ch_state != CH_UP && h.type != FRAME_GREETING &&
 		    h.type != FRAME_HELLO && h.type != FRAME_JOIN &&
 		    h.type != FRAME_WELCOME && h.type != FRAME_REJECT &&
-		    h.type != FRAME_ABORT) {
+		    h.type != FRAME_ABORT && h.type != FRAME_AUTH) {
 			channel_fail(ch, EC_GENERIC, "protocol error from peer "
 			    "relay %s: %s frame before the handshake ended",
 			    ch->ch_peer, frame_type_name(h.type));
@@ -897,25 +950,165 @@ channel_bind(struct channel *ch, struct session *se, unsigned int index)
 	channel_set_state(ch, CH_UP);
 }
 
-/* Accepting side: HELLO (new link) or JOIN (extra channel). */
+/* Accepting side: the features we offer and require in GREETING. */
+static void
+channel_greeting_auth(struct hs_msg *m)
+{
+	if (!auth_users_loaded())
+		return;
+	hs_add_feature(m, FEAT_SCRAM);
+	if (g_tls != NULL) {
+		hs_add_feature(m, FEAT_SCRAM_PLUS);
+		hs_add_require(m, FEAT_SCRAM_PLUS);
+	} else {
+		hs_add_require(m, FEAT_SCRAM);
+	}
+}
+
+/* The TLS exporter of this channel, or NULL in plaintext mode. */
+static const uint8_t *
+channel_exporter(struct channel *ch, uint8_t buf[TLS_EXPORTER_LEN])
+{
+	if (ch->ch_ssl == NULL || tls_exporter(ch->ch_ssl, buf) != 0)
+		return NULL;
+	return buf;
+}
+
+static void
+channel_send_auth(struct channel *ch, const char *msg)
+{
+	struct hs_msg	 a;
+
+	memset(&a, 0, sizeof(a));
+	snprintf(a.auth, sizeof(a.auth), "%s", msg);
+	a.present = 1u << HS_T_AUTH;
+	channel_send_hs(ch, FRAME_AUTH, &a);
+}
+
+/*
+ * Accepting side, after authentication (if any): bind a HELLO to its
+ * session.  identity is the SCRAM user, else the certificate subject,
+ * else empty; server_final is SCRAM's last message or NULL.
+ */
+static int
+channel_accept_hello(struct channel *ch, const struct hs_msg *m,
+    const char *identity, const char *server_final)
+{
+	struct hs_msg	 w;
+	struct session	*se;
+	char		 esc[SESSION_ID_MAX * 4 + 1], desc[1200], iesc[300];
+	unsigned int	 i;
+
+	str_escape(esc, sizeof(esc), m->session);
+	se = session_find(m->session);
+	if (se == NULL || se->se_role != ROLE_DESTINATION ||
+	    se->se_state != SE_WAITING || se->se_has_token) {
+		snprintf(desc, sizeof(desc), "no session '%s' is waiting for a "
+		    "link on this relay", esc);
+		channel_reject(ch, EC_REJECTED, desc);
+		log_warnx("channel %s: %s", ch->ch_peer, desc);
+		return -1;
+	}
+	if (se->se_peer_identity[0] != '\0' &&
+	    strcmp(se->se_peer_identity, identity) != 0) {
+		str_escape(iesc, sizeof(iesc), identity);
+		snprintf(desc, sizeof(desc), "session '%s' accepts only peer "
+		    "identity '%s', not '%s'", esc, se->se_peer_identity,
+		    identity[0] ? iesc : "(unauthenticated)");
+		channel_reject(ch, EC_AUTH, desc);
+		log_warnx("channel %s: %s", ch->ch_peer, desc);
+		return -1;
+	}
+	if (m->channels < 1 || m->channels > PROTO_MAX_CHANNELS ||
+	    m->window < 65536 || m->window > (1u << 30)) {
+		channel_reject(ch, EC_INVALID, "channel count or window out of "
+		    "range");
+		return -1;
+	}
+	if (random_bytes(se->se_token, LINK_TOKEN_LEN) != 0) {
+		channel_reject(ch, EC_INTERNAL, "no randomness");
+		return -1;
+	}
+	memset(&w, 0, sizeof(w));
+	se->se_has_token = 1;
+	se->se_nchannels = m->channels;
+	se->se_version = m->version;
+	se->se_peer_window = m->window;
+	se->se_nfeatures = 0;
+	for (i = 0; i < m->nfeatures; i++) {
+		if (feature_is_supported(m->features[i]) &&
+		    se->se_nfeatures < PROTO_MAX_FEATURES) {
+			snprintf(se->se_features[se->se_nfeatures++],
+			    PROTO_FEATURE_MAX + 1, "%s", m->features[i]);
+			hs_add_feature(&w, m->features[i]);
+		}
+	}
+	snprintf(se->se_peer, sizeof(se->se_peer), "%s", ch->ch_peer);
+	snprintf(se->se_identity, sizeof(se->se_identity), "%s", identity);
+	memcpy(w.token, se->se_token, LINK_TOKEN_LEN);
+	w.version = se->se_version;
+	w.channels = (uint16_t)se->se_nchannels;
+	w.present = 1u << HS_T_TOKEN | 1u << HS_T_VERSION |
+	    1u << HS_T_CHANNELS;
+	if (server_final != NULL) {
+		snprintf(w.auth, sizeof(w.auth), "%s", server_final);
+		w.present |= 1u << HS_T_AUTH;
+	}
+	channel_send_hs(ch, FRAME_WELCOME, &w);
+	channel_bind(ch, se, 0);
+	iesc[0] = '\0';
+	str_escape(iesc, sizeof(iesc), identity);
+	log_info("session %s: link from %s accepted (protocol %u, %u "
+	    "channel%s, peer %s)", se->se_id, ch->ch_peer, se->se_version,
+	    se->se_nchannels, se->se_nchannels == 1 ? "" : "s",
+	    identity[0] ? iesc : "not authenticated");
+	if (se->se_channels_up == se->se_nchannels)
+		session_link_up(se);
+	return 0;
+}
+
+/* Accepting side: HELLO (new link), AUTH (SCRAM) or JOIN (extra channel). */
 static int
 channel_hs_accepting(struct channel *ch, const struct frame_hdr *h,
     struct frame *f)
 {
 	struct hs_msg	 m, w;
 	struct session	*se;
-	char		 esc[SESSION_ID_MAX * 4 + 1], desc[512];
+	char		 desc[512], out[SCRAM_MAX_MSG + 1];
+	const char	*errstr = NULL;
+	uint8_t		 exp[TLS_EXPORTER_LEN], proof[32];
 	unsigned int	 i;
+	int		 r;
 
-	if (h->type != FRAME_HELLO && h->type != FRAME_JOIN) {
-		channel_fail(ch, EC_GENERIC, "protocol error from %s: "
-		    "expected HELLO or JOIN, got %s", ch->ch_peer,
-		    frame_type_name(h->type));
-		return -1;
-	}
 	if (hs_decode(f->f_data, f->f_len, &m) != 0) {
 		channel_reject(ch, EC_GENERIC, "malformed handshake message");
 		log_warnx("channel %s: malformed %s", ch->ch_peer,
+		    frame_type_name(h->type));
+		return -1;
+	}
+	if (ch->ch_hs_step == 1) {
+		/* SCRAM client-final for the HELLO kept in ch_hello. */
+		if (h->type != FRAME_AUTH || !(m.present & 1u << HS_T_AUTH)) {
+			channel_reject(ch, EC_AUTH, "expected the SCRAM "
+			    "client-final message");
+			return -1;
+		}
+		r = scram_server_final(ch->ch_scram_srv, m.auth, out,
+		    sizeof(out), &errstr);
+		if (r != 0) {
+			channel_reject(ch, EC_AUTH, "authentication failed");
+			log_warnx("channel %s: authentication failed: %s",
+			    ch->ch_peer, errstr ? errstr : "invalid proof");
+			return -1;
+		}
+		snprintf(ch->ch_identity, sizeof(ch->ch_identity), "%s",
+		    scram_server_user(ch->ch_scram_srv));
+		return channel_accept_hello(ch, ch->ch_hello, ch->ch_identity,
+		    out);
+	}
+	if (h->type != FRAME_HELLO && h->type != FRAME_JOIN) {
+		channel_fail(ch, EC_GENERIC, "protocol error from %s: "
+		    "expected HELLO or JOIN, got %s", ch->ch_peer,
 		    frame_type_name(h->type));
 		return -1;
 	}
@@ -933,72 +1126,16 @@ channel_hs_accepting(struct channel *ch, const struct frame_hdr *h,
 		    "links (--insecure-plaintext)");
 		return -1;
 	}
-	memset(&w, 0, sizeof(w));
-	if (h->type == FRAME_HELLO) {
-		if (!(m.present & 1u << HS_T_VERSION) ||
-		    m.version < PROTO_VERSION_MIN ||
-		    m.version > PROTO_VERSION_MAX) {
-			snprintf(desc, sizeof(desc), "protocol version %u is "
-			    "not supported (supported: %d-%d)", m.version,
-			    PROTO_VERSION_MIN, PROTO_VERSION_MAX);
-			channel_reject(ch, EC_VERSION, desc);
-			return -1;
-		}
-		str_escape(esc, sizeof(esc), m.session);
-		se = session_find(m.session);
-		if (se == NULL || se->se_role != ROLE_DESTINATION ||
-		    se->se_state != SE_WAITING || se->se_has_token) {
-			snprintf(desc, sizeof(desc), "no session '%s' is waiting "
-			    "for a link on this relay", esc);
-			channel_reject(ch, EC_REJECTED, desc);
-			log_warnx("channel %s: %s", ch->ch_peer, desc);
-			return -1;
-		}
-		if (se->se_peer_identity[0] != '\0') {
-			snprintf(desc, sizeof(desc), "session '%s' requires "
-			    "peer identity '%s', which a plaintext link cannot "
-			    "prove", esc, se->se_peer_identity);
-			channel_reject(ch, EC_AUTH, desc);
-			log_warnx("channel %s: %s", ch->ch_peer, desc);
-			return -1;
-		}
-		if (m.channels < 1 || m.channels > PROTO_MAX_CHANNELS ||
-		    m.window < 65536 || m.window > (1u << 30)) {
-			channel_reject(ch, EC_INVALID, "channel count or window "
-			    "out of range");
-			return -1;
-		}
-		if (random_bytes(se->se_token, LINK_TOKEN_LEN) != 0) {
-			channel_reject(ch, EC_INTERNAL, "no randomness");
-			return -1;
-		}
-		se->se_has_token = 1;
-		se->se_nchannels = m.channels;
-		se->se_version = m.version;
-		se->se_peer_window = m.window;
-		se->se_nfeatures = 0;
-		for (i = 0; i < m.nfeatures; i++) {
-			if (feature_is_supported(m.features[i]) &&
-			    se->se_nfeatures < PROTO_MAX_FEATURES) {
-				snprintf(se->se_features[se->se_nfeatures++],
-				    PROTO_FEATURE_MAX + 1, "%s", m.features[i]);
-				hs_add_feature(&w, m.features[i]);
-			}
-		}
-		snprintf(se->se_peer, sizeof(se->se_peer), "%s", ch->ch_peer);
-		memcpy(w.token, se->se_token, LINK_TOKEN_LEN);
-		w.version = se->se_version;
-		w.channels = (uint16_t)se->se_nchannels;
-		w.present = 1u << HS_T_TOKEN | 1u << HS_T_VERSION |
-		    1u << HS_T_CHANNELS;
-		channel_send_hs(ch, FRAME_WELCOME, &w);
-		channel_bind(ch, se, 0);
-		log_info("session %s: link from %s accepted (protocol %u, %u "
-		    "channel%s)", se->se_id, ch->ch_peer, se->se_version,
-		    se->se_nchannels, se->se_nchannels == 1 ? "" : "s");
-	} else {
-		se = m.has_token ? session_find_token(m.token) : NULL;
-		if (se == NULL || session_is_final(se) ||
+	if (h->type == FRAME_JOIN) {
+		se = m.present & 1u << HS_T_SESSION ? session_find(m.session) :
+		    NULL;
+		if (se != NULL && se->se_has_token && !session_is_final(se) &&
+		    se->se_role == ROLE_DESTINATION)
+			auth_join_proof(se->se_token, channel_exporter(ch, exp),
+			    m.channel, proof);
+		if (se == NULL || !se->se_has_token || !m.has_token ||
+		    !ct_memeq(proof, m.token, sizeof(proof)) ||
+		    session_is_final(se) || se->se_role != ROLE_DESTINATION ||
 		    !(m.present & 1u << HS_T_CHANNEL) || m.channel == 0 ||
 		    m.channel >= se->se_nchannels ||
 		    se->se_ch[m.channel] != NULL) {
@@ -1008,19 +1145,60 @@ channel_hs_accepting(struct channel *ch, const struct frame_hdr *h,
 			    "or channel)", ch->ch_peer);
 			return -1;
 		}
+		memset(&w, 0, sizeof(w));
 		w.channel = m.channel;
 		w.present = 1u << HS_T_CHANNEL;
 		channel_send_hs(ch, FRAME_WELCOME, &w);
 		channel_bind(ch, se, m.channel);
 		log_debug("session %s: channel #%u joined from %s", se->se_id,
 		    m.channel, ch->ch_peer);
+		if (se->se_channels_up == se->se_nchannels)
+			session_link_up(se);
+		return 0;
 	}
-	if (se->se_channels_up == se->se_nchannels)
-		session_link_up(se);
+	if (!(m.present & 1u << HS_T_VERSION) ||
+	    m.version < PROTO_VERSION_MIN || m.version > PROTO_VERSION_MAX) {
+		snprintf(desc, sizeof(desc), "protocol version %u is not "
+		    "supported (supported: %d-%d)", m.version,
+		    PROTO_VERSION_MIN, PROTO_VERSION_MAX);
+		channel_reject(ch, EC_VERSION, desc);
+		return -1;
+	}
+	if (!auth_users_loaded())
+		return channel_accept_hello(ch, &m, ch->ch_ssl != NULL ?
+		    ch->ch_identity : "", NULL);
+	/* Authenticate before revealing anything about sessions. */
+	if (!(m.present & 1u << HS_T_AUTH)) {
+		channel_reject(ch, EC_AUTH, "this relay requires SCRAM-SHA-256 "
+		    "authentication (configure --auth-secret on the source "
+		    "relay)");
+		log_warnx("channel %s: HELLO without authentication refused",
+		    ch->ch_peer);
+		return -1;
+	}
+	ch->ch_scram_srv = calloc(1, sizeof(*ch->ch_scram_srv));
+	ch->ch_hello = malloc(sizeof(*ch->ch_hello));
+	if (ch->ch_scram_srv == NULL || ch->ch_hello == NULL ||
+	    scram_server_init(ch->ch_scram_srv, channel_exporter(ch, exp),
+	    auth_mock_key(), NULL) != 0) {
+		channel_reject(ch, EC_INTERNAL, "cannot start authentication");
+		return -1;
+	}
+	*ch->ch_hello = m;
+	r = scram_server_first(ch->ch_scram_srv, m.auth, auth_lookup, NULL,
+	    out, sizeof(out), &errstr);
+	if (r != 0) {
+		channel_reject(ch, EC_AUTH, "authentication failed");
+		log_warnx("channel %s: authentication failed: %s", ch->ch_peer,
+		    errstr ? errstr : "malformed message");
+		return -1;
+	}
+	channel_send_auth(ch, out);
+	ch->ch_hs_step = 1;
 	return 0;
 }
 
-/* Connecting side: GREETING, then WELCOME or REJECT. */
+/* Connecting side: GREETING, then AUTH (SCRAM), WELCOME or REJECT. */
 static int
 channel_hs_connecting(struct channel *ch, const struct frame_hdr *h,
     struct frame *f)
@@ -1028,8 +1206,12 @@ channel_hs_connecting(struct channel *ch, const struct frame_hdr *h,
 	struct session	*se = ch->ch_se;
 	struct hs_msg	 m, o;
 	char		 cls[32], desc[PROTO_ERRDESC_MAX * 4 + 1];
+	char		 out[SCRAM_MAX_MSG + 1];
+	const char	*errstr = NULL;
+	uint8_t		 exp[TLS_EXPORTER_LEN];
 	unsigned int	 i;
 	uint16_t	 v;
+	int		 r, scram = 0;
 
 	if (hs_decode(f->f_data, f->f_len, &m) != 0) {
 		channel_fail(ch, EC_GENERIC, "protocol error from peer relay "
@@ -1063,17 +1245,24 @@ channel_hs_connecting(struct channel *ch, const struct frame_hdr *h,
 			return -1;
 		}
 		for (i = 0; i < m.nrequire; i++) {
-			if (!feature_is_supported(m.require[i])) {
-				str_escape(desc, sizeof(desc), m.require[i]);
-				channel_fail(ch, strcmp(m.require[i],
-				    FEAT_PLAINTEXT) == 0 ? EC_TLS : EC_VERSION,
-				    "peer relay %s requires feature '%s', "
-				    "which this relay does not %s", ch->ch_peer,
-				    desc, strcmp(m.require[i], FEAT_PLAINTEXT)
-				    == 0 ? "use (it is not in plaintext mode)" :
-				    "support");
-				return -1;
-			}
+			if (feature_is_supported(m.require[i]))
+				continue;
+			str_escape(desc, sizeof(desc), m.require[i]);
+			if (strcmp(m.require[i], FEAT_PLAINTEXT) == 0)
+				channel_fail(ch, EC_TLS, "peer relay %s runs "
+				    "with --insecure-plaintext, this relay "
+				    "requires TLS", ch->ch_peer);
+			else if (strncmp(m.require[i], FEAT_SCRAM,
+			    strlen(FEAT_SCRAM)) == 0)
+				channel_fail(ch, EC_AUTH, "peer relay %s "
+				    "requires %s authentication; configure "
+				    "--auth-secret on this relay", ch->ch_peer,
+				    desc);
+			else
+				channel_fail(ch, EC_VERSION, "peer relay %s "
+				    "requires feature '%s', which this relay "
+				    "does not support", ch->ch_peer, desc);
+			return -1;
 		}
 		if (g_conf.insecure_plaintext &&
 		    !hs_has_feature(&m, FEAT_PLAINTEXT)) {
@@ -1095,51 +1284,100 @@ channel_hs_connecting(struct channel *ch, const struct frame_hdr *h,
 			return -1;
 		}
 		memset(&o, 0, sizeof(o));
-		if (ch->ch_index == 0) {
-			se->se_version = v;
-			se->se_peer_window = m.window;
-			se->se_nfeatures = 0;
-			if (se->se_nchannels > 1 || hs_has_feature(&m,
-			    FEAT_MULTICHANNEL))
-				hs_add_feature(&o, FEAT_MULTICHANNEL);
+		if (ch->ch_index > 0) {
 			if (g_conf.insecure_plaintext)
 				hs_add_feature(&o, FEAT_PLAINTEXT);
-			if (g_tls != NULL && hs_has_feature(&m, FEAT_TLS))
-				hs_add_feature(&o, FEAT_TLS);
-			for (i = 0; i < o.nfeatures; i++)
-				snprintf(se->se_features[se->se_nfeatures++],
-				    PROTO_FEATURE_MAX + 1, "%s", o.features[i]);
-			if (se->se_nchannels > 1)
-				hs_add_require(&o, FEAT_MULTICHANNEL);
-			o.version = v;
 			snprintf(o.session, sizeof(o.session), "%s", se->se_id);
-			o.channels = (uint16_t)se->se_nchannels;
-			o.window = STREAM_WINDOW;
-			snprintf(o.software, sizeof(o.software),
-			    "migrelay %d.%d.%d", MIGRELAY_VERSION_MAJOR,
-			    MIGRELAY_VERSION_MINOR, MIGRELAY_VERSION_MICRO);
-			o.present = 1u << HS_T_VERSION | 1u << HS_T_SESSION |
-			    1u << HS_T_CHANNELS | 1u << HS_T_WINDOW |
-			    1u << HS_T_SOFTWARE;
-			channel_send_hs(ch, FRAME_HELLO, &o);
-		} else {
-			if (g_conf.insecure_plaintext)
-				hs_add_feature(&o, FEAT_PLAINTEXT);
-			memcpy(o.token, se->se_token, LINK_TOKEN_LEN);
+			auth_join_proof(se->se_token, channel_exporter(ch, exp),
+			    ch->ch_index, o.token);
 			o.channel = (uint16_t)ch->ch_index;
-			o.present = 1u << HS_T_TOKEN | 1u << HS_T_CHANNEL;
+			o.present = 1u << HS_T_TOKEN | 1u << HS_T_CHANNEL |
+			    1u << HS_T_SESSION;
 			channel_send_hs(ch, FRAME_JOIN, &o);
+			ch->ch_hs_step = 2;
+			return 0;
 		}
-		ch->ch_hs_step = 1;
+		se->se_version = v;
+		se->se_peer_window = m.window;
+		se->se_nfeatures = 0;
+		if (se->se_nchannels > 1 || hs_has_feature(&m,
+		    FEAT_MULTICHANNEL))
+			hs_add_feature(&o, FEAT_MULTICHANNEL);
+		if (g_conf.insecure_plaintext)
+			hs_add_feature(&o, FEAT_PLAINTEXT);
+		if (g_tls != NULL && hs_has_feature(&m, FEAT_TLS))
+			hs_add_feature(&o, FEAT_TLS);
+		for (i = 0; i < m.nrequire; i++)
+			if (strncmp(m.require[i], FEAT_SCRAM,
+			    strlen(FEAT_SCRAM)) == 0)
+				scram = 1;
+		if (scram) {
+			hs_add_feature(&o, g_tls != NULL ? FEAT_SCRAM_PLUS :
+			    FEAT_SCRAM);
+			ch->ch_scram_cli = calloc(1, sizeof(*ch->ch_scram_cli));
+			if (ch->ch_scram_cli == NULL ||
+			    scram_client_init(ch->ch_scram_cli,
+			    auth_secret_user(), auth_secret_password(),
+			    channel_exporter(ch, exp), NULL) != 0 ||
+			    scram_client_first(ch->ch_scram_cli, o.auth,
+			    sizeof(o.auth)) != 0) {
+				channel_fail(ch, EC_AUTH, "cannot start "
+				    "authentication as '%s' (check "
+				    "--auth-secret)", auth_secret_user());
+				return -1;
+			}
+			o.present |= 1u << HS_T_AUTH;
+		}
+		for (i = 0; i < o.nfeatures; i++)
+			snprintf(se->se_features[se->se_nfeatures++],
+			    PROTO_FEATURE_MAX + 1, "%s", o.features[i]);
+		if (se->se_nchannels > 1)
+			hs_add_require(&o, FEAT_MULTICHANNEL);
+		o.version = v;
+		snprintf(o.session, sizeof(o.session), "%s", se->se_id);
+		o.channels = (uint16_t)se->se_nchannels;
+		o.window = STREAM_WINDOW;
+		snprintf(o.software, sizeof(o.software), "migrelay %d.%d.%d",
+		    MIGRELAY_VERSION_MAJOR, MIGRELAY_VERSION_MINOR,
+		    MIGRELAY_VERSION_MICRO);
+		o.present |= 1u << HS_T_VERSION | 1u << HS_T_SESSION |
+		    1u << HS_T_CHANNELS | 1u << HS_T_WINDOW |
+		    1u << HS_T_SOFTWARE;
+		channel_send_hs(ch, FRAME_HELLO, &o);
+		ch->ch_hs_step = 2;
+		return 0;
+	}
+	if (h->type == FRAME_AUTH && ch->ch_index == 0 &&
+	    ch->ch_scram_cli != NULL && ch->ch_hs_step == 2 &&
+	    (m.present & 1u << HS_T_AUTH)) {
+		r = scram_client_final(ch->ch_scram_cli, m.auth, out,
+		    sizeof(out), &errstr);
+		if (r != 0) {
+			channel_fail(ch, EC_AUTH, "authentication with peer "
+			    "relay %s failed: %s", ch->ch_peer, errstr ?
+			    errstr : (r == -ERANGE ? "iteration count out of "
+			    "range" : "malformed server message"));
+			return -1;
+		}
+		channel_send_auth(ch, out);
+		ch->ch_hs_step = 3;
 		return 0;
 	}
 	if (h->type != FRAME_WELCOME) {
 		channel_fail(ch, EC_GENERIC, "protocol error from peer relay "
-		    "%s: expected WELCOME, got %s", ch->ch_peer,
-		    frame_type_name(h->type));
+		    "%s: unexpected %s", ch->ch_peer, frame_type_name(h->type));
 		return -1;
 	}
 	if (ch->ch_index == 0) {
+		if (ch->ch_scram_cli != NULL && (ch->ch_hs_step != 3 ||
+		    !(m.present & 1u << HS_T_AUTH) ||
+		    scram_client_verify(ch->ch_scram_cli, m.auth,
+		    &errstr) != 0)) {
+			channel_fail(ch, EC_AUTH, "peer relay %s did not prove "
+			    "that it knows this relay's verifier (wrong "
+			    "verifier, or a man in the middle)", ch->ch_peer);
+			return -1;
+		}
 		if (!m.has_token || m.version != se->se_version ||
 		    m.channels != se->se_nchannels) {
 			channel_fail(ch, EC_GENERIC, "protocol error from peer "
@@ -1159,17 +1397,24 @@ channel_hs_connecting(struct channel *ch, const struct frame_hdr *h,
 	log_debug("session %s: channel #%u up", se->se_id, ch->ch_index);
 	if (ch->ch_index == 0) {
 		log_info("session %s: link to %s negotiated (protocol %u, %u "
-		    "channel%s)", se->se_id, ch->ch_peer, se->se_version,
-		    se->se_nchannels, se->se_nchannels == 1 ? "" : "s");
-		for (i = 1; i < se->se_nchannels; i++) {
-			int r = channel_connect(se, i);
-
-			if (r != 0) {
-				session_fail(se, SE_FAILED, EC_UNREACHABLE,
-				    "cannot connect channel %u to peer relay "
-				    "%s: %s", i, se->se_peer, strerror(-r));
-				return -1;
-			}
+		    "channel%s%s)", se->se_id, ch->ch_peer, se->se_version,
+		    se->se_nchannels, se->se_nchannels == 1 ? "" : "s",
+		    ch->ch_scram_cli != NULL ? ", authenticated" : "");
+		se->se_ch_next = 1;
+	}
+	/*
+	 * Open the other channels a few at a time, so a wide link never
+	 * looks like a flood to the peer's per-address handshake limit.
+	 */
+	while (se->se_ch_next < se->se_nchannels &&
+	    se->se_ch_next - se->se_channels_up < CH_CONNECT_WAVE) {
+		i = se->se_ch_next++;
+		r = channel_connect(se, i);
+		if (r != 0) {
+			session_fail(se, SE_FAILED, EC_UNREACHABLE, "cannot "
+			    "connect channel %u to peer relay %s: %s", i,
+			    se->se_peer, strerror(-r));
+			return -1;
 		}
 	}
 	if (se->se_channels_up == se->se_nchannels)
@@ -1203,17 +1448,23 @@ channel_fail(struct channel *ch, const char *class, const char *fmt, ...)
 	channel_close(ch, msg);
 }
 
-/* Close after the output queue is flushed (or DRAIN_TIMEOUT_MS). */
+/*
+ * Close after the output queue is flushed (or DRAIN_TIMEOUT_MS).  With
+ * linger, wait for the peer to close first: the destination relay does
+ * this after a completed session, so the source never sees a channel end
+ * before it has read the CLOSE that completes its side.
+ */
 void
-channel_drain_close(struct channel *ch)
+channel_drain_close(struct channel *ch, int linger)
 {
 	struct timeval	 tv;
 
 	if (ch->ch_dead)
 		return;
+	ch->ch_linger = linger && ch->ch_state == CH_UP;
 	if (ch->ch_state == CH_CONNECTING || ch->ch_state == CH_TLS ||
-	    (TAILQ_EMPTY(&ch->ch_urgent) && TAILQ_EMPTY(&ch->ch_bulk) &&
-	    ch->ch_woff == ch->ch_wlen)) {
+	    (!ch->ch_linger && TAILQ_EMPTY(&ch->ch_urgent) &&
+	    TAILQ_EMPTY(&ch->ch_bulk) && ch->ch_woff == ch->ch_wlen)) {
 		channel_close(ch, NULL);
 		return;
 	}
@@ -1267,6 +1518,18 @@ channel_close(struct channel *ch, const char *reason)
 	ch->ch_fd = -1;
 	free(ch->ch_wbuf);
 	ch->ch_wbuf = NULL;
+	if (ch->ch_scram_srv != NULL) {
+		scram_server_clear(ch->ch_scram_srv);
+		free(ch->ch_scram_srv);
+		ch->ch_scram_srv = NULL;
+	}
+	if (ch->ch_scram_cli != NULL) {
+		scram_client_clear(ch->ch_scram_cli);
+		free(ch->ch_scram_cli);
+		ch->ch_scram_cli = NULL;
+	}
+	free(ch->ch_hello);
+	ch->ch_hello = NULL;
 	frameq_free(&ch->ch_urgent);
 	frameq_free(&ch->ch_bulk);
 	if (ch->ch_rframe != NULL) {

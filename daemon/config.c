@@ -19,6 +19,7 @@ conf_defaults(struct conf *c)
 	snprintf(c->control_path, sizeof(c->control_path), "%s",
 	    DEFAULT_CONTROL);
 	c->log_level = LOG_LVL_INFO;
+	c->handshake_timeout_ms = HANDSHAKE_TIMEOUT_MS;
 }
 
 /*
@@ -64,6 +65,28 @@ conf_set(struct conf *c, const char *key, const char *val, char *err,
 			return -1;
 		}
 		snprintf(c->tls_dir, sizeof(c->tls_dir), "%s", val);
+	} else if (strcmp(key, "auth-users") == 0 ||
+	    strcmp(key, "auth-secret") == 0) {
+		char *dst = key[5] == 'u' ? c->auth_users : c->auth_secret;
+
+		if (val == NULL || strlen(val) >= sizeof(c->auth_users)) {
+			snprintf(err, errlen, "%s: file name missing or too long",
+			    key);
+			return -1;
+		}
+		snprintf(dst, sizeof(c->auth_users), "%s", val);
+	} else if (strcmp(key, "handshake-timeout") == 0) {
+		char *end;
+		unsigned long v = val ? strtoul(val, &end, 10) : 0;
+
+		if (val == NULL || *end != '\0' || v < 100 || v > 600000) {
+			snprintf(err, errlen, "handshake-timeout: milliseconds "
+			    "from 100 to 600000");
+			return -1;
+		}
+		c->handshake_timeout_ms = (unsigned int)v;
+	} else if (strcmp(key, "no-auth") == 0) {
+		c->no_auth = 1;
 	} else if (strcmp(key, "log-level") == 0) {
 		if (val == NULL || (l = log_level_parse(val)) < 0) {
 			snprintf(err, errlen, "log-level: expected error, "
@@ -163,6 +186,13 @@ conf_print(const struct conf *c, FILE *fp)
 		fprintf(fp, "insecure-plaintext\n");
 	if (c->tls_dir[0] != '\0')
 		fprintf(fp, "tls-dir %s\n", c->tls_dir);
+	if (c->auth_users[0] != '\0')
+		fprintf(fp, "auth-users %s\n", c->auth_users);
+	if (c->auth_secret[0] != '\0')
+		fprintf(fp, "auth-secret %s\n", c->auth_secret);
+	if (c->no_auth)
+		fprintf(fp, "no-auth\n");
+	fprintf(fp, "handshake-timeout %u\n", c->handshake_timeout_ms);
 	fprintf(fp, "log-level %s\n", log_level_name(c->log_level));
 }
 

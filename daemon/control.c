@@ -143,10 +143,24 @@ control_accept_cb(evutil_socket_t lfd, short ev, void *arg)
 		return;
 	}
 	c->c_num = ++client_serial;
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
-		log_debug("control: client %u connected (pid %d, uid %u, "
-		    "gid %u)", c->c_num, (int)cred.pid, (unsigned)cred.uid,
-		    (unsigned)cred.gid);
+	/*
+	 * The socket's mode already limits who can connect; check again
+	 * (root, our own user, or our group), so that a socket passed in
+	 * with looser permissions does not open the daemon to everyone.
+	 */
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+	    (cred.uid != 0 && cred.uid != geteuid() &&
+	    cred.gid != getegid())) {
+		log_warnx("control: refusing client (pid %d, uid %u, gid %u): "
+		    "not root, not uid %u, not gid %u", (int)cred.pid,
+		    (unsigned)cred.uid, (unsigned)cred.gid,
+		    (unsigned)geteuid(), (unsigned)getegid());
+		bufferevent_free(c->c_bev);
+		free(c);
+		return;
+	}
+	log_info("control: client %u connected (pid %d, uid %u, gid %u)",
+	    c->c_num, (int)cred.pid, (unsigned)cred.uid, (unsigned)cred.gid);
 	TAILQ_INSERT_TAIL(&clients, c, c_entry);
 	nclients++;
 	bufferevent_setcb(c->c_bev, control_read_cb, NULL, control_event_cb, c);
@@ -212,7 +226,7 @@ control_client_close(struct ctl_client *c, const char *why)
 	if (why != NULL)
 		log_warnx("control: closing client %u: %s", c->c_num, why);
 	else
-		log_debug("control: client %u disconnected", c->c_num);
+		log_info("control: client %u disconnected", c->c_num);
 	c->c_dead = 1;
 	control_client_forget(c);
 	TAILQ_REMOVE(&clients, c, c_entry);

@@ -38,7 +38,8 @@ static void
 listener_accept_cb(evutil_socket_t lfd, short ev, void *arg)
 {
 	struct listener	*l = arg;
-	char		 peer[80];
+	static struct timespec last_warn;
+	char		 peer[80], addr[64];
 	int		 fd, i;
 
 	for (i = 0; i < 16; i++) {
@@ -64,10 +65,20 @@ listener_accept_cb(evutil_socket_t lfd, short ev, void *arg)
 		}
 		if (sock_peer_name(fd, peer, sizeof(peer)) != 0)
 			snprintf(peer, sizeof(peer), "?");
-		if (channel_pending_count() >= MAX_PENDING_CHANNELS) {
+		channel_addr_of(peer, addr, sizeof(addr));
+		if (channel_pending_count(NULL) >= MAX_PENDING_CHANNELS ||
+		    channel_pending_count(addr) >= MAX_PENDING_PER_ADDR) {
 			g_listener_rejected++;
-			log_warnx("listener %s: too many pending handshakes, "
-			    "closing connection from %s", l->lst_addr, peer);
+			/* Say it once per burst, not once per connection. */
+			if (mono_ms_since(&last_warn) >= 1000) {
+				log_warnx("listener %s: too many pending "
+				    "handshakes (%u in all, %u from %s), "
+				    "refusing connections (%llu so far)",
+				    l->lst_addr, channel_pending_count(NULL),
+				    channel_pending_count(addr), addr,
+				    (unsigned long long)g_listener_rejected);
+				mono_now(&last_warn);
+			}
 			close(fd);
 			continue;
 		}

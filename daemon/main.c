@@ -35,6 +35,11 @@ enum {
 	OPT_INSECURE,
 	OPT_LOG_LEVEL,
 	OPT_CHECK_CONFIG,
+	OPT_AUTH_USERS,
+	OPT_AUTH_SECRET,
+	OPT_NO_AUTH,
+	OPT_MAKE_VERIFIER,
+	OPT_HANDSHAKE_TIMEOUT,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -48,6 +53,11 @@ static const struct option longopts[] = {
 	{ "insecure-plaintext",	no_argument,	   NULL, OPT_INSECURE },
 	{ "log-level",		required_argument, NULL, OPT_LOG_LEVEL },
 	{ "check-config",	no_argument,	   NULL, OPT_CHECK_CONFIG },
+	{ "auth-users",		required_argument, NULL, OPT_AUTH_USERS },
+	{ "auth-secret",	required_argument, NULL, OPT_AUTH_SECRET },
+	{ "no-auth",		no_argument,	   NULL, OPT_NO_AUTH },
+	{ "make-verifier",	required_argument, NULL, OPT_MAKE_VERIFIER },
+	{ "handshake-timeout",	required_argument, NULL, OPT_HANDSHAKE_TIMEOUT },
 	{ "help",		no_argument,	   NULL, OPT_HELP },
 	{ "version",		no_argument,	   NULL, OPT_VERSION },
 	{ NULL, 0, NULL, 0 }
@@ -61,8 +71,12 @@ usage(void)
 	    "[--listen host:port ...]\n"
 	    "                 [--no-listen] [--tls-dir dir] "
 	    "[--insecure-plaintext]\n"
+	    "                 [--auth-users file] [--auth-secret file] "
+	    "[--no-auth]\n"
+	    "                 [--handshake-timeout ms]\n"
 	    "                 [--log-level level] [--check-config] "
-	    "[--version]\n");
+	    "[--version]\n"
+	    "       migrelayd --make-verifier name\n");
 	exit(1);
 }
 
@@ -115,6 +129,10 @@ main(int argc, char *argv[])
 		case OPT_TLS_DIR:
 		case OPT_INSECURE:
 		case OPT_LOG_LEVEL:
+		case OPT_AUTH_USERS:
+		case OPT_AUTH_SECRET:
+		case OPT_NO_AUTH:
+		case OPT_HANDSHAKE_TIMEOUT:
 			if (conf_set(&conf, key, optarg, err, sizeof(err)) != 0) {
 				fprintf(stderr, "migrelayd: --%s\n", err);
 				exit(1);
@@ -123,6 +141,8 @@ main(int argc, char *argv[])
 		case OPT_CHECK_CONFIG:
 			check = 1;
 			break;
+		case OPT_MAKE_VERIFIER:
+			exit(auth_make_verifier(optarg));
 		case OPT_VERSION:
 			printf("migrelayd %d.%d.%d\n", MIGRELAY_VERSION_MAJOR,
 			    MIGRELAY_VERSION_MINOR, MIGRELAY_VERSION_MICRO);
@@ -154,6 +174,39 @@ main(int argc, char *argv[])
 	if (conf.tls_dir[0] != '\0' && tls_creds_load(conf.tls_dir, &g_tls,
 	    err, sizeof(err)) != 0) {
 		fprintf(stderr, "migrelayd: %s\n", err);
+		exit(1);
+	}
+	if (conf.auth_secret[0] == '\0' && getenv("CREDENTIALS_DIRECTORY")) {
+		char	 cred[4096];
+
+		snprintf(cred, sizeof(cred), "%s/migrelay-auth-secret",
+		    getenv("CREDENTIALS_DIRECTORY"));
+		if (access(cred, R_OK) == 0)
+			snprintf(conf.auth_secret, sizeof(conf.auth_secret), "%s",
+			    cred);
+	}
+	if (auth_init() != 0)
+		fatalx("no randomness");
+	if (conf.no_auth && conf.auth_users[0] != '\0') {
+		fprintf(stderr, "migrelayd: --no-auth and --auth-users exclude "
+		    "each other\n");
+		exit(1);
+	}
+	if (conf.auth_users[0] != '\0' && auth_load_users(conf.auth_users,
+	    err, sizeof(err)) != 0) {
+		fprintf(stderr, "migrelayd: %s\n", err);
+		exit(1);
+	}
+	if (conf.auth_secret[0] != '\0' && auth_load_secret(conf.auth_secret,
+	    err, sizeof(err)) != 0) {
+		fprintf(stderr, "migrelayd: %s\n", err);
+		exit(1);
+	}
+	if (g_tls != NULL && g_tls->server != NULL && !conf.no_listen &&
+	    !conf.no_auth && conf.auth_users[0] == '\0') {
+		fprintf(stderr, "migrelayd: accepting links needs --auth-users "
+		    "FILE (SCRAM-SHA-256 verifiers, see --make-verifier), or "
+		    "--no-auth to rely on client certificates alone\n");
 		exit(1);
 	}
 	if (check) {

@@ -28,7 +28,9 @@
 /* Limits and tunables. */
 #define MAX_SESSIONS		256
 #define MAX_STREAMS		1024	/* QEMU connections per session */
-#define MAX_PENDING_CHANNELS	128	/* accepted, not yet in a session */
+#define MAX_PENDING_CHANNELS	256	/* accepted, not yet in a session */
+#define MAX_PENDING_PER_ADDR	32	/* ... from one source address */
+#define CH_CONNECT_WAVE		8	/* channels a source opens at once */
 #define MAX_CTL_CLIENTS		64
 #define MAX_LISTENERS		8
 #define HANDSHAKE_TIMEOUT_MS	10000
@@ -41,6 +43,7 @@
 #define READ_CHUNK		(256u * 1024)	/* largest DATA frame we build */
 #define SMALL_FRAME		(16u * 1024)	/* DATA below this is urgent */
 #define CH_RBUF_SIZE		(256u * 1024)
+#define CH_RBUF_HS_SIZE		(8u * 1024)	/* before the channel is bound */
 #define CH_IOV_MAX		64
 #define CH_WBUF_SIZE		(256u * 1024)	/* TLS write staging */
 #define CALLBACK_BUDGET		(2u * 1024 * 1024)	/* bytes per callback */
@@ -53,6 +56,8 @@
 #define FEAT_MULTICHANNEL	"multichannel"
 #define FEAT_PLAINTEXT		"insecure-plaintext"
 #define FEAT_TLS		"tls"
+#define FEAT_SCRAM		"scram-sha-256"
+#define FEAT_SCRAM_PLUS		"scram-sha-256-plus"
 
 /* Error classes of the control protocol. */
 #define EC_GENERIC		"GenericError"
@@ -68,7 +73,10 @@
 #define EC_INTERNAL		"Internal"
 
 struct session;
+struct scram_verifier;
 struct channel;
+struct scram_server;
+struct scram_client;
 struct stream;
 struct ctl_client;
 
@@ -124,13 +132,16 @@ struct channel {
 	unsigned int		 ch_index;
 	int			 ch_dead;
 	int			 ch_hs_step;	/* handshake progress */
+	int			 ch_linger;	/* draining: wait for the peer's EOF */
 	char			 ch_peer[300];
+	char			 ch_addr[64];	/* peer address without port */
 	struct event		*ch_rev;
 	struct event		*ch_wev;
 	struct event		*ch_timer;
 	/* Input. */
 	int			 ch_magic_seen;
 	uint8_t			*ch_rbuf;
+	size_t			 ch_rbuf_size;
 	size_t			 ch_rlen;	/* valid bytes in ch_rbuf */
 	size_t			 ch_rpos;	/* first unparsed byte */
 	struct frame		*ch_rframe;	/* payload being read directly */
@@ -148,6 +159,10 @@ struct channel {
 	int			 ch_read_wants_write;
 	int			 ch_write_wants_read;
 	uint64_t		 ch_since_rekey;
+	/* Authentication (channel 0 only). */
+	struct scram_server	*ch_scram_srv;
+	struct scram_client	*ch_scram_cli;
+	struct hs_msg		*ch_hello;	/* HELLO kept during SCRAM */
 	uint64_t		 ch_bytes_sent;
 	uint64_t		 ch_bytes_recv;
 };
@@ -204,9 +219,11 @@ struct session {
 	char			 se_endpoint[sizeof(((struct mig_uri *)0)->path) + 8];
 	struct mig_uri		 se_uri;
 	char			 se_peer_identity[128];
+	char			 se_identity[256];	/* authenticated peer */
 	/* Link. */
 	unsigned int		 se_nchannels;
 	unsigned int		 se_channels_up;
+	unsigned int		 se_ch_next;	/* source: next channel to open */
 	struct channel		*se_ch[PROTO_MAX_CHANNELS];
 	int			 se_has_token;
 	uint8_t			 se_token[LINK_TOKEN_LEN];
@@ -252,6 +269,10 @@ struct conf {
 	int			 no_listen;
 	int			 insecure_plaintext;
 	char			 tls_dir[4096];
+	char			 auth_users[4096];
+	char			 auth_secret[4096];
+	int			 no_auth;
+	unsigned int		 handshake_timeout_ms;
 	int			 log_level;
 	char			 config_file[4096];
 };
@@ -260,6 +281,21 @@ struct conf {
 extern struct event_base	*g_base;
 extern struct conf		 g_conf;
 extern struct tls_creds		*g_tls;		/* NULL: plaintext links */
+
+/* auth.c */
+int		 auth_init(void);
+int		 auth_load_users(const char *path, char *err, size_t errlen);
+int		 auth_load_secret(const char *path, char *err, size_t errlen);
+int		 auth_users_loaded(void);
+int		 auth_secret_loaded(void);
+const char	*auth_secret_user(void);
+const char	*auth_secret_password(void);
+int		 auth_lookup(void *arg, const char *user,
+		    struct scram_verifier *ret);
+const uint8_t	*auth_mock_key(void);
+void		 auth_join_proof(const uint8_t *token, const uint8_t *exporter,
+		    unsigned int channel, uint8_t out[32]);
+int		 auth_make_verifier(const char *name);
 
 /* config.c */
 void		 conf_defaults(struct conf *);
@@ -305,9 +341,10 @@ void		 listener_close_all(void);
 struct channel	*channel_accept(int fd, const char *peer);
 int		 channel_connect(struct session *, unsigned int index);
 void		 channel_close(struct channel *, const char *reason);
-void		 channel_drain_close(struct channel *);
+void		 channel_drain_close(struct channel *, int linger);
 void		 channel_send(struct channel *, struct frame *, int urgent);
-unsigned int	 channel_pending_count(void);
+unsigned int	 channel_pending_count(const char *addr);
+void		 channel_addr_of(const char *peer, char *buf, size_t len);
 void		 channel_reap(void);
 
 /* link.c */

@@ -47,7 +47,7 @@ static const uint32_t se_allowed[_SE_STATE_MAX] = {
 
 static void	 session_ack_cb(evutil_socket_t, short, void *);
 static void	 session_timer_cb(evutil_socket_t, short, void *);
-static void	 session_close_link(struct session *);
+static void	 session_close_link(struct session *, int);
 
 const char *
 session_state_name(enum se_state s)
@@ -234,13 +234,13 @@ session_close_qemu(struct session *se)
 }
 
 static void
-session_close_link(struct session *se)
+session_close_link(struct session *se, int linger)
 {
 	unsigned int	 i;
 
 	for (i = 0; i < PROTO_MAX_CHANNELS; i++)
 		if (se->se_ch[i] != NULL)
-			channel_drain_close(se->se_ch[i]);
+			channel_drain_close(se->se_ch[i], linger);
 }
 
 static void
@@ -282,7 +282,7 @@ session_fail(struct session *se, enum se_state final, const char *class,
 		link_send_abort(se, class, final == SE_CANCELLED ?
 		    "session cancelled on the peer relay" : se->se_errdesc);
 	session_close_qemu(se);
-	session_close_link(se);
+	session_close_link(se, 0);
 	session_set_state(se, final);
 	if (final == SE_CANCELLED)
 		log_info("session %s: cancelled", se->se_id);
@@ -372,7 +372,8 @@ session_check_complete(struct session *se)
 	if (!se->se_close_rcvd)
 		return;
 	session_close_qemu(se);
-	session_close_link(se);
+	/* The source closes the link; the destination waits for it. */
+	session_close_link(se, se->se_role == ROLE_DESTINATION);
 	session_set_state(se, SE_COMPLETED);
 	session_summary(se);
 }

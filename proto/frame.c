@@ -48,7 +48,7 @@ frame_hdr_decode(const uint8_t *buf, size_t len, struct frame_hdr *h)
 	t.len = get_be32(buf + 16);
 	if (t.len > FRAME_MAX_PAYLOAD)
 		return -EMSGSIZE;
-	if (t.type >= FRAME_GREETING && t.type <= FRAME_REJECT &&
+	if (t.type >= FRAME_GREETING && t.type <= FRAME_AUTH &&
 	    t.len > HS_MAX_PAYLOAD)
 		return -EMSGSIZE;
 	if (!frame_type_is_known(t.type) && !(t.type & FRAME_T_IGNORABLE))
@@ -66,6 +66,7 @@ frame_type_is_known(uint8_t type)
 	case FRAME_JOIN:
 	case FRAME_WELCOME:
 	case FRAME_REJECT:
+	case FRAME_AUTH:
 	case FRAME_OPEN:
 	case FRAME_DATA:
 	case FRAME_FIN:
@@ -92,6 +93,8 @@ frame_type_name(uint8_t type)
 		return "WELCOME";
 	case FRAME_REJECT:
 		return "REJECT";
+	case FRAME_AUTH:
+		return "AUTH";
 	case FRAME_OPEN:
 		return "OPEN";
 	case FRAME_DATA:

@@ -98,6 +98,8 @@ hs_encode(uint8_t *buf, size_t buflen, const struct hs_msg *m)
 		r |= hs_put_str(buf, buflen, &off, HS_T_ERRDESC, m->errdesc);
 	if (HAS(HS_T_SOFTWARE))
 		r |= hs_put_str(buf, buflen, &off, HS_T_SOFTWARE, m->software);
+	if (HAS(HS_T_AUTH))
+		r |= hs_put_str(buf, buflen, &off, HS_T_AUTH, m->auth);
 #undef HAS
 	if (r != 0)
 		return -ENOSPC;
@@ -208,6 +210,10 @@ hs_decode(const uint8_t *buf, size_t len, struct hs_msg *ret)
 			break;
 		case HS_T_SOFTWARE:
 			if (hs_get_str(m->software, sizeof(m->software), v, l) != 0)
+				return -EPROTO;
+			break;
+		case HS_T_AUTH:
+			if (hs_get_str(m->auth, sizeof(m->auth), v, l) != 0)
 				return -EPROTO;
 			break;
 		default:

@@ -43,6 +43,7 @@ enum frame_type {
 	FRAME_JOIN	= 0x03,	/* connecting side: add a channel to a link */
 	FRAME_WELCOME	= 0x04,	/* accepting side: HELLO or JOIN accepted */
 	FRAME_REJECT	= 0x05,	/* either side: refused, with class and text */
+	FRAME_AUTH	= 0x06,	/* either side: a SCRAM message (HS_T_AUTH) */
 	FRAME_OPEN	= 0x10,	/* source relay: a new QEMU connection (stream) */
 	FRAME_DATA	= 0x11,	/* payload bytes of one stream direction */
 	FRAME_FIN	= 0x12,	/* end of one stream direction (half-close) */
@@ -80,7 +81,9 @@ enum hs_tag {
 	HS_T_REQUIRE	 = 11,	/* string, repeatable: feature the peer must have */
 	HS_T_SOFTWARE	 = 12,	/* string: implementation name and version */
 	HS_T_WINDOW	 = 13,	/* u32: sender's receive window per stream, bytes */
+	HS_T_AUTH	 = 14,	/* string: a SCRAM-SHA-256 message */
 };
+#define HS_AUTH_MAX	1024
 
 /* A decoded handshake message (any of GREETING..REJECT). */
 struct hs_msg {
@@ -98,6 +101,7 @@ struct hs_msg {
 	char		 errclass[32];
 	char		 errdesc[PROTO_ERRDESC_MAX + 1];
 	char		 software[64];
+	char		 auth[HS_AUTH_MAX + 1];
 	unsigned int	 present;	/* bit (1 << tag) for each tag seen */
 };
 

@@ -95,7 +95,8 @@ tls_ctx_new(const char *dir, int server, char *err, size_t errlen)
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_read_ahead(ctx, 1);
-	SSL_CTX_set_default_read_buffer_len(ctx, 256 * 1024);
+	/* Small while handshaking; channels grow it once they are bound. */
+	SSL_CTX_set_default_read_buffer_len(ctx, 16 * 1024 + 512);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
 		tls_err(err, errlen, cert);
 		goto fail;

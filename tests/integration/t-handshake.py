@@ -7,6 +7,8 @@ required features, plaintext/secure mismatch), and a fake source relay
 checks the real destination relay (greeting, session binding, PeerRejected
 for unknown ids, tokens for extra channels, malformed input).
 """
+import hashlib
+import hmac
 import os
 import socket
 import struct
@@ -77,6 +79,12 @@ def parse_tlv(data):
 def get(items, tag, many=False):
     vals = [v for t, v in items if t == tag]
     return vals if many else (vals[0] if vals else None)
+
+
+def join_proof(token, channel):
+    """JOIN proof of a plaintext link (migrelay-protocol(7))."""
+    return hmac.new(token, b"migrelay join" + u16(channel),
+                    hashlib.sha256).digest()
 
 
 def check(cond, what):
@@ -262,17 +270,20 @@ def destination_side(d, dst):
           "WELCOME echoes version and channels")
     s, _ = connect_dst(dst)
     s.sendall(MAGIC + frame(JOIN, tlv([(T_TOKEN, b"\0" * 32),
+                                       (T_SESSION, "x"),
                                        (T_CHANNEL, u16(1)),
                                        (T_FEATURE, "insecure-plaintext")])))
     expect_reject(s, "PeerRejected")
     s, _ = connect_dst(dst)
-    s.sendall(MAGIC + frame(JOIN, tlv([(T_TOKEN, token),
+    s.sendall(MAGIC + frame(JOIN, tlv([(T_TOKEN, join_proof(token, 2)),
+                                       (T_SESSION, "x"),
                                        (T_CHANNEL, u16(2)),
                                        (T_FEATURE, "insecure-plaintext")])))
     expect_reject(s, "PeerRejected")
     check(dst.session("x")["state"] == "waiting", "half a link is not ready")
     s1, _ = connect_dst(dst)
-    s1.sendall(MAGIC + frame(JOIN, tlv([(T_TOKEN, token),
+    s1.sendall(MAGIC + frame(JOIN, tlv([(T_TOKEN, join_proof(token, 1)),
+                                        (T_SESSION, "x"),
                                         (T_CHANNEL, u16(1)),
                                         (T_FEATURE, "insecure-plaintext")])))
     ftype, _, _, _, payload = read_frame(s1)
