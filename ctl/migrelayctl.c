@@ -966,11 +966,18 @@ cmd_watch(struct ctl_conn *conn, int argc, char **argv)
 		json_object_put(ret);
 		return 0;
 	}
+	/* Copy what the error line needs, so the reply can be released. */
+	snprintf(b1, sizeof(b1), "GenericError");
+	snprintf(line, sizeof(line), "session \"%s\" ended %s", pos[0], state);
 	if (strcmp(state, "failed") == 0 &&
-	    json_object_object_get_ex(s, "error", &err))
-		die(obj_str(err, "class", "GenericError"), "%s",
-		    obj_str(err, "desc", "session failed"));
-	die("GenericError", "session \"%s\" ended %s", pos[0], state);
+	    json_object_object_get_ex(s, "error", &err)) {
+		snprintf(b1, sizeof(b1), "%s", obj_str(err, "class",
+		    "GenericError"));
+		snprintf(line, sizeof(line), "%s", obj_str(err, "desc",
+		    "session failed"));
+	}
+	json_object_put(ret);
+	die(b1, "%s", line);
 }
 
 static int
