@@ -69,11 +69,12 @@ auth_check_secrecy(const char *path, char *err, size_t errlen)
 }
 
 /*
- * Load the verifier file.  On success the new table replaces the old one;
- * on failure (err names file and line) the old table stays.
+ * Read a verifier file into a new table (*ret, *ret_n).  Returns 0, or -1
+ * with err naming the file and line.
  */
-int
-auth_load_users(const char *path, char *err, size_t errlen)
+static int
+auth_read_users(const char *path, struct scram_verifier **ret,
+    unsigned int *ret_n, char *err, size_t errlen)
 {
 	FILE			*fp;
 	struct scram_verifier	*t;
@@ -122,19 +123,77 @@ auth_load_users(const char *path, char *err, size_t errlen)
 		free(t);
 		return -1;
 	}
-	if (users != NULL) {
-		OPENSSL_cleanse(users, AUTH_MAX_USERS * sizeof(*users));
-		free(users);
-	}
-	users = t;
-	nusers = n;
-	users_loaded = 1;
+	*ret = t;
+	*ret_n = n;
 	return 0;
  fail:
 	fclose(fp);
 	OPENSSL_cleanse(t, AUTH_MAX_USERS * sizeof(*t));
 	free(t);
 	return -1;
+}
+
+static void
+auth_set_users(struct scram_verifier *t, unsigned int n)
+{
+	if (users != NULL) {
+		OPENSSL_cleanse(users, AUTH_MAX_USERS * sizeof(*users));
+		free(users);
+	}
+	users = t;
+	nusers = n;
+	users_loaded = t != NULL;
+}
+
+/* Load the verifier file; on failure the old table stays. */
+int
+auth_load_users(const char *path, char *err, size_t errlen)
+{
+	struct scram_verifier	*t;
+	unsigned int		 n;
+
+	if (auth_read_users(path, &t, &n, err, errlen) != 0)
+		return -1;
+	auth_set_users(t, n);
+	return 0;
+}
+
+/*
+ * Reload both files named in the configuration, all or nothing: if either
+ * is broken nothing changes.  Returns 0 or -1 with err set.
+ */
+int
+auth_reload(const char *users_path, const char *secret_path, char *err,
+    size_t errlen)
+{
+	struct scram_verifier	*t = NULL;
+	unsigned int		 n = 0;
+	char			 su[sizeof(secret_user)];
+	char			 sp[sizeof(secret_password)];
+	int			 had = secret_loaded;
+
+	if (users_path[0] != '\0' && auth_read_users(users_path, &t, &n, err,
+	    errlen) != 0)
+		return -1;
+	if (secret_path[0] != '\0') {
+		memcpy(su, secret_user, sizeof(su));
+		memcpy(sp, secret_password, sizeof(sp));
+		if (auth_load_secret(secret_path, err, errlen) != 0) {
+			memcpy(secret_user, su, sizeof(su));
+			memcpy(secret_password, sp, sizeof(sp));
+			secret_loaded = had;
+			OPENSSL_cleanse(sp, sizeof(sp));
+			if (t != NULL) {
+				OPENSSL_cleanse(t, AUTH_MAX_USERS * sizeof(*t));
+				free(t);
+			}
+			return -1;
+		}
+		OPENSSL_cleanse(sp, sizeof(sp));
+	}
+	if (t != NULL)
+		auth_set_users(t, n);
+	return 0;
 }
 
 /* Load "name:password" (first line; a trailing newline is not part of it). */

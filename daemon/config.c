@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "migrelayd.h"
+#include "tls.h"
 
 #define DEFAULT_CONTROL	"/run/migrelay/control.sock"
 
@@ -196,3 +197,31 @@ conf_print(const struct conf *c, FILE *fp)
 	fprintf(fp, "log-level %s\n", log_level_name(c->log_level));
 }
 
+
+/*
+ * Re-read the credentials the configuration names (TLS directory, SCRAM
+ * verifiers and secret), all or nothing.  Running sessions keep the TLS
+ * contexts they started with (OpenSSL reference counts them).  Returns 0,
+ * or -1 with err set and the old credentials still in use.
+ */
+int
+daemon_reload(char *err, size_t errlen)
+{
+	struct tls_creds	*nt = NULL;
+
+	if (g_conf.tls_dir[0] != '\0' && tls_creds_load(g_conf.tls_dir, &nt,
+	    err, errlen) != 0)
+		return -1;
+	if (auth_reload(g_conf.auth_users, g_conf.auth_secret, err,
+	    errlen) != 0) {
+		tls_creds_free(nt);
+		return -1;
+	}
+	if (nt != NULL) {
+		tls_creds_free(g_tls);
+		g_tls = nt;
+	}
+	log_info("credentials reloaded%s%s", g_conf.tls_dir[0] ? " from " : "",
+	    g_conf.tls_dir);
+	return 0;
+}

@@ -32,6 +32,8 @@ static void	 ctl_cmd_session_cancel(struct ctl_client *, json_object *,
 		    json_object *);
 static void	 ctl_cmd_session_remove(struct ctl_client *, json_object *,
 		    json_object *);
+static void	 ctl_cmd_reload(struct ctl_client *, json_object *,
+		    json_object *);
 
 static const char *const no_args[] = { NULL };
 static const char *const incoming_args[] = { "id", "qemu", "peer-identity",
@@ -51,6 +53,8 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  .fn = ctl_cmd_session_incoming },
 	{ .name = "session-outgoing", .args = outgoing_args,
 	  .fn = ctl_cmd_session_outgoing },
+	{ .name = "reload", .args = no_args,
+	  .fn = ctl_cmd_reload },
 	{ .name = "session-remove", .args = id_args,
 	  .fn = ctl_cmd_session_remove },
 };
@@ -400,5 +404,19 @@ ctl_cmd_session_remove(struct ctl_client *c, json_object *args,
 	}
 	log_debug("session %s: removed", se->se_id);
 	session_free(se);
+	control_reply(c, ctl_reply_new(NULL, id));
+}
+
+static void
+ctl_cmd_reload(struct ctl_client *c, json_object *args, json_object *id)
+{
+	char	 err[1024];
+
+	if (daemon_reload(err, sizeof(err)) != 0) {
+		log_warnx("reload failed, keeping the old credentials: %s", err);
+		ctl_error(c, id, EC_GENERIC, "reload failed, old credentials "
+		    "kept: %s", err);
+		return;
+	}
 	control_reply(c, ctl_reply_new(NULL, id));
 }

@@ -81,6 +81,16 @@ usage(void)
 }
 
 static void
+sighup_cb(evutil_socket_t sig, short ev, void *arg)
+{
+	char	 err[1024];
+
+	log_info("SIGHUP: reloading credentials");
+	if (daemon_reload(err, sizeof(err)) != 0)
+		log_warnx("reload failed, keeping the old credentials: %s", err);
+}
+
+static void
 signal_cb(evutil_socket_t sig, short ev, void *arg)
 {
 	log_info("received signal %d, shutting down", (int)sig);
@@ -92,7 +102,7 @@ int
 main(int argc, char *argv[])
 {
 	struct conf	 cmdline, conf;
-	struct event	*sigterm, *sigint;
+	struct event	*sigterm, *sigint, *sighup;
 	const char	*config = NULL;
 	char		 err[512];
 	int		 ch, check = 0, i;
@@ -239,6 +249,8 @@ main(int argc, char *argv[])
 	sigint = evsignal_new(g_base, SIGINT, signal_cb, NULL);
 	event_add(sigterm, NULL);
 	event_add(sigint, NULL);
+	sighup = evsignal_new(g_base, SIGHUP, sighup_cb, NULL);
+	event_add(sighup, NULL);
 	log_info("migrelayd %d.%d.%d ready", MIGRELAY_VERSION_MAJOR,
 	    MIGRELAY_VERSION_MINOR, MIGRELAY_VERSION_MICRO);
 	event_base_dispatch(g_base);
@@ -258,6 +270,7 @@ main(int argc, char *argv[])
 	control_close();
 	event_free(sigterm);
 	event_free(sigint);
+	event_free(sighup);
 	event_base_free(g_base);
 	return 0;
 }

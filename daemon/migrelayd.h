@@ -286,6 +286,8 @@ extern struct tls_creds		*g_tls;		/* NULL: plaintext links */
 int		 auth_init(void);
 int		 auth_load_users(const char *path, char *err, size_t errlen);
 int		 auth_load_secret(const char *path, char *err, size_t errlen);
+int		 auth_reload(const char *users_path, const char *secret_path,
+		    char *err, size_t errlen);
 int		 auth_users_loaded(void);
 int		 auth_secret_loaded(void);
 const char	*auth_secret_user(void);
@@ -298,6 +300,7 @@ void		 auth_join_proof(const uint8_t *token, const uint8_t *exporter,
 int		 auth_make_verifier(const char *name);
 
 /* config.c */
+int		 daemon_reload(char *err, size_t errlen);
 void		 conf_defaults(struct conf *);
 int		 conf_set(struct conf *, const char *key, const char *val,
 		    char *err, size_t errlen);
