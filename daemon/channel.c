@@ -755,9 +755,26 @@ channel_read_cb(evutil_socket_t fd, short ev, void *arg)
 		if (n == -EAGAIN)
 			break;
 		if (n < 0) {
+			if (n == -EPROTO && ch->ch_ssl != NULL &&
+			    ch->ch_state == CH_HANDSHAKE) {
+				/*
+				 * TLS 1.3: the connecting side finishes its
+				 * handshake before the server has checked our
+				 * certificate; a refusal arrives here, as an
+				 * alert.
+				 */
+				channel_fail(ch, EC_TLS, "TLS with %s relay %s "
+				    "failed: the peer refused this relay's "
+				    "certificate or the connection (%s)",
+				    ch->ch_accepted ? "connecting" : "peer",
+				    ch->ch_peer, tls_last_error());
+				return;
+			}
 			channel_fail(ch, ch->ch_state == CH_UP ? EC_UNREACHABLE :
-			    EC_GENERIC, "link to peer relay %s lost: %s",
-			    ch->ch_peer, strerror((int)-n));
+			    EC_GENERIC, "link to peer relay %s lost: %s%s%s",
+			    ch->ch_peer, strerror((int)-n), n == -EPROTO &&
+			    ch->ch_ssl != NULL ? ": " : "", n == -EPROTO &&
+			    ch->ch_ssl != NULL ? tls_last_error() : "");
 			return;
 		}
 		if (n == 0) {

@@ -152,6 +152,13 @@ tls_creds_load(const char *dir, struct tls_creds **ret, char *err,
 {
 	struct tls_creds	*c;
 
+	struct stat		 st;
+
+	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "%s: %s", dir, stat(dir, &st) != 0 ?
+		    strerror(errno) : "not a directory");
+		return -EINVAL;
+	}
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
@@ -238,9 +245,20 @@ tls_conn_new(struct tls_creds *c, int fd, int server, const char *peer_host,
 	return ssl;
 }
 
+/* The reason of the last -EPROTO from tls_read/tls_write (one thread). */
+static char	 tls_errbuf[256];
+
+const char *
+tls_last_error(void)
+{
+	return tls_errbuf;
+}
+
 static int
 tls_want(SSL *ssl, int r, int *ret_want)
 {
+	unsigned long	 e;
+
 	switch (SSL_get_error(ssl, r)) {
 	case SSL_ERROR_WANT_READ:
 		*ret_want = TLS_WANT_READ;
@@ -253,6 +271,11 @@ tls_want(SSL *ssl, int r, int *ret_want)
 	case SSL_ERROR_SYSCALL:
 		return errno != 0 ? -errno : -ECONNRESET;
 	default:
+		e = ERR_peek_last_error();
+		if (e != 0)
+			ERR_error_string_n(e, tls_errbuf, sizeof(tls_errbuf));
+		else
+			snprintf(tls_errbuf, sizeof(tls_errbuf), "TLS error");
 		return -EPROTO;
 	}
 }

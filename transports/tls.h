@@ -42,5 +42,6 @@ int	 tls_peer_identity(SSL *, char *, size_t);
 int	 tls_key_update(SSL *);
 void	 tls_close(SSL *);
 int	 tls_looks_like_client_hello(const uint8_t *, size_t);
+const char *tls_last_error(void);
 
 #endif /* MIGRELAY_TLS_H */
