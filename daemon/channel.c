@@ -57,6 +57,7 @@ static void		 channel_fail(struct channel *, const char *class,
 			    __attribute__((format(printf, 3, 4)));
 static void		 channel_reap_cb(evutil_socket_t, short, void *);
 static void		 channel_tls_step(struct channel *);
+static void		 channel_hb_cb(evutil_socket_t, short, void *);
 static int		 feature_is_supported(const char *);
 static void		 channel_greeting_auth(struct hs_msg *);
 static void		 channel_secured(struct channel *);
@@ -93,6 +94,14 @@ channel_set_state(struct channel *ch, enum ch_state st)
 	log_debug("channel %s #%u: %s -> %s", ch->ch_peer, ch->ch_index,
 	    ch_state_names[ch->ch_state], ch_state_names[st]);
 	ch->ch_state = st;
+	if (st == CH_UP) {
+		struct timeval	 tv;
+
+		ms_to_tv(HEARTBEAT_MS, &tv);
+		event_add(ch->ch_hbev, &tv);
+	} else {
+		event_del(ch->ch_hbev);
+	}
 	if (st == CH_UP && ch->ch_rbuf_size < CH_RBUF_SIZE) {
 		uint8_t *nb = realloc(ch->ch_rbuf, CH_RBUF_SIZE);
 
@@ -129,9 +138,15 @@ channel_new(int fd, int accepted)
 	ch->ch_wev = event_new(g_base, fd, EV_WRITE | EV_PERSIST,
 	    channel_write_cb, ch);
 	ch->ch_timer = evtimer_new(g_base, channel_timer_cb, ch);
+	ch->ch_hbev = event_new(g_base, -1, EV_PERSIST, channel_hb_cb, ch);
+	mono_now(&ch->ch_last_recv);
+	ch->ch_last_send = ch->ch_last_recv;
 	if (reap_ev == NULL)
 		reap_ev = event_new(g_base, -1, 0, channel_reap_cb, NULL);
-	if (ch->ch_rev == NULL || ch->ch_wev == NULL || ch->ch_timer == NULL) {
+	if (ch->ch_rev == NULL || ch->ch_wev == NULL || ch->ch_timer == NULL ||
+	    ch->ch_hbev == NULL) {
+		if (ch->ch_hbev)
+			event_free(ch->ch_hbev);
 		if (ch->ch_rev)
 			event_free(ch->ch_rev);
 		if (ch->ch_wev)
@@ -170,6 +185,7 @@ channel_addr_of(const char *peer, char *buf, size_t len)
 static void
 channel_free_unlinked(struct channel *ch)
 {
+	event_free(ch->ch_hbev);
 	event_free(ch->ch_rev);
 	event_free(ch->ch_wev);
 	event_free(ch->ch_timer);
@@ -241,6 +257,7 @@ channel_greet(struct channel *ch)
 	}
 	if (g_tls != NULL)
 		hs_add_feature(&m, FEAT_TLS);
+	hs_add_feature(&m, FEAT_HEARTBEAT);
 	channel_greeting_auth(&m);
 	channel_send_magic(ch);
 	channel_send_hs(ch, FRAME_GREETING, &m);
@@ -273,7 +290,7 @@ channel_connect(struct session *se, unsigned int index)
 	ch->ch_se = se;
 	ch->ch_index = index;
 	se->se_ch[index] = ch;
-	sock_tune_link(fd);
+	sock_tune_link(fd, g_conf.link_timeout_ms);
 	ch->ch_state = CH_CONNECTING;
 	if (r == 0)
 		channel_connected(ch);
@@ -398,7 +415,8 @@ channel_send_hs(struct channel *ch, uint8_t type, const struct hs_msg *m)
 static int
 feature_is_supported(const char *name)
 {
-	if (strcmp(name, FEAT_MULTICHANNEL) == 0)
+	if (strcmp(name, FEAT_MULTICHANNEL) == 0 ||
+	    strcmp(name, FEAT_HEARTBEAT) == 0)
 		return 1;
 	if (strcmp(name, FEAT_PLAINTEXT) == 0)
 		return g_conf.insecure_plaintext;
@@ -488,6 +506,8 @@ channel_consume(struct channel *ch, struct frame **fs, struct frameq **fq,
 	unsigned int	 i;
 	size_t		 hl, left;
 
+	if (w > 0)
+		mono_now(&ch->ch_last_send);
 	ch->ch_bytes_sent += w;
 	if (ch->ch_se != NULL)
 		ch->ch_se->se_link_sent += w;
@@ -795,6 +815,7 @@ channel_read_cb(evutil_socket_t fd, short ev, void *arg)
 			return;
 		}
 		budget += (size_t)n;
+		mono_now(&ch->ch_last_recv);
 		ch->ch_bytes_recv += (uint64_t)n;
 		if (ch->ch_se != NULL)
 			ch->ch_se->se_link_recv += (uint64_t)n;
@@ -1060,6 +1081,7 @@ channel_accept_hello(struct channel *ch, const struct hs_msg *m,
 			hs_add_feature(&w, m->features[i]);
 		}
 	}
+	se->se_heartbeat = hs_has_feature(m, FEAT_HEARTBEAT);
 	snprintf(se->se_peer, sizeof(se->se_peer), "%s", ch->ch_peer);
 	snprintf(se->se_identity, sizeof(se->se_identity), "%s", identity);
 	memcpy(w.token, se->se_token, LINK_TOKEN_LEN);
@@ -1324,6 +1346,10 @@ channel_hs_connecting(struct channel *ch, const struct frame_hdr *h,
 			hs_add_feature(&o, FEAT_PLAINTEXT);
 		if (g_tls != NULL && hs_has_feature(&m, FEAT_TLS))
 			hs_add_feature(&o, FEAT_TLS);
+		if (hs_has_feature(&m, FEAT_HEARTBEAT)) {
+			hs_add_feature(&o, FEAT_HEARTBEAT);
+			se->se_heartbeat = 1;
+		}
 		for (i = 0; i < m.nrequire; i++)
 			if (strncmp(m.require[i], FEAT_SCRAM,
 			    strlen(FEAT_SCRAM)) == 0)
@@ -1466,6 +1492,36 @@ channel_fail(struct channel *ch, const char *class, const char *fmt, ...)
 }
 
 /*
+ * Heartbeat tick of an established channel: a PING when we have sent
+ * nothing for a while (so an idle link is never mistaken for a dead one),
+ * and the link timeout when the peer, which heartbeats too, has sent
+ * nothing at all for link_timeout_ms.
+ */
+static void
+channel_hb_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct channel	*ch = arg;
+	struct session	*se = ch->ch_se;
+	struct frame	*f;
+	uint64_t	 silent;
+
+	if (ch->ch_state != CH_UP || se == NULL)
+		return;
+	silent = mono_ms_since(&ch->ch_last_recv);
+	if (se->se_heartbeat && silent >= g_conf.link_timeout_ms) {
+		channel_fail(ch, EC_UNREACHABLE, "peer relay %s silent for %llu "
+		    "ms on channel %u (link timeout %u ms)", ch->ch_peer,
+		    (unsigned long long)silent, ch->ch_index,
+		    g_conf.link_timeout_ms);
+		return;
+	}
+	if (se->se_heartbeat && ch->ch_outq_bytes == 0 &&
+	    mono_ms_since(&ch->ch_last_send) >= HEARTBEAT_MS &&
+	    (f = frame_new(FRAME_PING, 0, 0, 0, 0)) != NULL)
+		channel_send(ch, f, 1);
+}
+
+/*
  * Close after the output queue is flushed (or DRAIN_TIMEOUT_MS).  With
  * linger, wait for the peer to close first: the destination relay does
  * this after a completed session, so the source never sees a channel end
@@ -1527,6 +1583,7 @@ channel_close(struct channel *ch, const char *reason)
 	event_del(ch->ch_rev);
 	event_del(ch->ch_wev);
 	evtimer_del(ch->ch_timer);
+	event_del(ch->ch_hbev);
 	if (ch->ch_ssl != NULL) {
 		tls_close(ch->ch_ssl);
 		ch->ch_ssl = NULL;
@@ -1574,6 +1631,7 @@ channel_reap(void)
 		event_free(ch->ch_rev);
 		event_free(ch->ch_wev);
 		event_free(ch->ch_timer);
+		event_free(ch->ch_hbev);
 		free(ch->ch_rbuf);
 		free(ch);
 	}

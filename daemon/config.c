@@ -21,6 +21,8 @@ conf_defaults(struct conf *c)
 	    DEFAULT_CONTROL);
 	c->log_level = LOG_LVL_INFO;
 	c->handshake_timeout_ms = HANDSHAKE_TIMEOUT_MS;
+	c->link_timeout_ms = LINK_TIMEOUT_MS;
+	c->progress_timeout_ms = PROGRESS_TIMEOUT_MS;
 }
 
 /*
@@ -76,16 +78,24 @@ conf_set(struct conf *c, const char *key, const char *val, char *err,
 			return -1;
 		}
 		snprintf(dst, sizeof(c->auth_users), "%s", val);
-	} else if (strcmp(key, "handshake-timeout") == 0) {
+	} else if (strcmp(key, "handshake-timeout") == 0 ||
+	    strcmp(key, "link-timeout") == 0 ||
+	    strcmp(key, "progress-timeout") == 0) {
 		char *end;
 		unsigned long v = val ? strtoul(val, &end, 10) : 0;
+		unsigned long lo = key[0] == 'l' ? 3000 : 100;
 
-		if (val == NULL || *end != '\0' || v < 100 || v > 600000) {
-			snprintf(err, errlen, "handshake-timeout: milliseconds "
-			    "from 100 to 600000");
+		if (val == NULL || *end != '\0' || v < lo || v > 3600000) {
+			snprintf(err, errlen, "%s: milliseconds from %lu to "
+			    "3600000", key, lo);
 			return -1;
 		}
-		c->handshake_timeout_ms = (unsigned int)v;
+		if (key[0] == 'h')
+			c->handshake_timeout_ms = (unsigned int)v;
+		else if (key[0] == 'l')
+			c->link_timeout_ms = (unsigned int)v;
+		else
+			c->progress_timeout_ms = (unsigned int)v;
 	} else if (strcmp(key, "no-auth") == 0) {
 		c->no_auth = 1;
 	} else if (strcmp(key, "log-level") == 0) {
@@ -194,6 +204,8 @@ conf_print(const struct conf *c, FILE *fp)
 	if (c->no_auth)
 		fprintf(fp, "no-auth\n");
 	fprintf(fp, "handshake-timeout %u\n", c->handshake_timeout_ms);
+	fprintf(fp, "link-timeout %u\n", c->link_timeout_ms);
+	fprintf(fp, "progress-timeout %u\n", c->progress_timeout_ms);
 	fprintf(fp, "log-level %s\n", log_level_name(c->log_level));
 }
 

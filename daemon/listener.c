@@ -82,7 +82,7 @@ listener_accept_cb(evutil_socket_t lfd, short ev, void *arg)
 			close(fd);
 			continue;
 		}
-		sock_tune_link(fd);
+		sock_tune_link(fd, g_conf.link_timeout_ms);
 		if (channel_accept(fd, peer) == NULL)
 			close(fd);
 	}

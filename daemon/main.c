@@ -40,6 +40,8 @@ enum {
 	OPT_NO_AUTH,
 	OPT_MAKE_VERIFIER,
 	OPT_HANDSHAKE_TIMEOUT,
+	OPT_LINK_TIMEOUT,
+	OPT_PROGRESS_TIMEOUT,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -58,6 +60,8 @@ static const struct option longopts[] = {
 	{ "no-auth",		no_argument,	   NULL, OPT_NO_AUTH },
 	{ "make-verifier",	required_argument, NULL, OPT_MAKE_VERIFIER },
 	{ "handshake-timeout",	required_argument, NULL, OPT_HANDSHAKE_TIMEOUT },
+	{ "link-timeout",	required_argument, NULL, OPT_LINK_TIMEOUT },
+	{ "progress-timeout",	required_argument, NULL, OPT_PROGRESS_TIMEOUT },
 	{ "help",		no_argument,	   NULL, OPT_HELP },
 	{ "version",		no_argument,	   NULL, OPT_VERSION },
 	{ NULL, 0, NULL, 0 }
@@ -73,7 +77,8 @@ usage(void)
 	    "[--insecure-plaintext]\n"
 	    "                 [--auth-users file] [--auth-secret file] "
 	    "[--no-auth]\n"
-	    "                 [--handshake-timeout ms]\n"
+	    "                 [--handshake-timeout ms] [--link-timeout ms] "
+	    "[--progress-timeout ms]\n"
 	    "                 [--log-level level] [--check-config] "
 	    "[--version]\n"
 	    "       migrelayd --make-verifier name\n");
@@ -143,6 +148,8 @@ main(int argc, char *argv[])
 		case OPT_AUTH_SECRET:
 		case OPT_NO_AUTH:
 		case OPT_HANDSHAKE_TIMEOUT:
+		case OPT_LINK_TIMEOUT:
+		case OPT_PROGRESS_TIMEOUT:
 			if (conf_set(&conf, key, optarg, err, sizeof(err)) != 0) {
 				fprintf(stderr, "migrelayd: --%s\n", err);
 				exit(1);

@@ -36,6 +36,9 @@
 #define HANDSHAKE_TIMEOUT_MS	10000
 #define CONNECT_TIMEOUT_MS	10000
 #define OPEN_IDLE_MS		50	/* silent QEMU connection: OPEN_NOW after */
+#define HEARTBEAT_MS		1000	/* PING on a channel idle this long */
+#define LINK_TIMEOUT_MS		10000	/* a channel silent this long is dead */
+#define PROGRESS_TIMEOUT_MS	30000	/* pending data, nothing moves: fail */
 #define DRAIN_TIMEOUT_MS	2000	/* flushing ABORT/CLOSE before close */
 #define STREAM_WINDOW		(4u * 1024 * 1024)	/* bytes in flight per stream direction */
 #define STREAM_MIN_WINDOW	(512u * 1024)	/* always allowed, whatever the link cap */
@@ -58,6 +61,7 @@
 #define FEAT_TLS		"tls"
 #define FEAT_SCRAM		"scram-sha-256"
 #define FEAT_SCRAM_PLUS		"scram-sha-256-plus"
+#define FEAT_HEARTBEAT		"heartbeat"
 
 /* Error classes of the control protocol. */
 #define EC_GENERIC		"GenericError"
@@ -138,6 +142,9 @@ struct channel {
 	struct event		*ch_rev;
 	struct event		*ch_wev;
 	struct event		*ch_timer;
+	struct event		*ch_hbev;	/* heartbeat tick (CH_UP) */
+	struct timespec		 ch_last_recv;
+	struct timespec		 ch_last_send;
 	/* Input. */
 	int			 ch_magic_seen;
 	uint8_t			*ch_rbuf;
@@ -258,6 +265,10 @@ struct session {
 	json_object		*se_waiter_id;
 	struct event		*se_ackev;	/* deferred ACK flush */
 	struct event		*se_timer;	/* connect/handshake deadline */
+	struct event		*se_progev;	/* progress check, once a second */
+	int			 se_heartbeat;	/* peer sends heartbeats */
+	uint64_t		 se_progress;	/* bytes moved, last check */
+	struct timespec		 se_last_progress;
 };
 TAILQ_HEAD(sessionq, session);
 
@@ -273,6 +284,8 @@ struct conf {
 	char			 auth_secret[4096];
 	int			 no_auth;
 	unsigned int		 handshake_timeout_ms;
+	unsigned int		 link_timeout_ms;
+	unsigned int		 progress_timeout_ms;
 	int			 log_level;
 	char			 config_file[4096];
 };

@@ -47,6 +47,7 @@ static const uint32_t se_allowed[_SE_STATE_MAX] = {
 
 static void	 session_ack_cb(evutil_socket_t, short, void *);
 static void	 session_timer_cb(evutil_socket_t, short, void *);
+static void	 session_progress_cb(evutil_socket_t, short, void *);
 static void	 session_close_link(struct session *, int);
 
 const char *
@@ -116,7 +117,12 @@ session_new(const char *id, enum se_role role)
 	mono_now(&se->se_start);
 	se->se_ackev = event_new(g_base, -1, 0, session_ack_cb, se);
 	se->se_timer = evtimer_new(g_base, session_timer_cb, se);
-	if (se->se_ackev == NULL || se->se_timer == NULL) {
+	se->se_progev = event_new(g_base, -1, EV_PERSIST, session_progress_cb,
+	    se);
+	if (se->se_ackev == NULL || se->se_timer == NULL ||
+	    se->se_progev == NULL) {
+		if (se->se_progev)
+			event_free(se->se_progev);
 		if (se->se_ackev)
 			event_free(se->se_ackev);
 		if (se->se_timer)
@@ -162,6 +168,7 @@ session_free(struct session *se)
 		json_object_put(se->se_waiter_id);
 	event_free(se->se_ackev);
 	event_free(se->se_timer);
+	event_free(se->se_progev);
 	free(se);
 }
 
@@ -169,6 +176,65 @@ static void
 session_ack_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	stream_flush_acks(arg);
+}
+
+/*
+ * Bytes this relay has moved for the session, in both directions, plus
+ * acknowledgements received: anything that changes when the migration
+ * makes progress.
+ */
+static uint64_t
+session_moved(const struct session *se)
+{
+	const struct stream	*st;
+	uint64_t		 n = se->se_bytes_s2d + se->se_bytes_d2s;
+
+	TAILQ_FOREACH(st, &se->se_streams, st_entry)
+		n += st->st_out_acked;
+	return n;
+}
+
+/* Is something waiting to move (so that standing still is a stall)? */
+static int
+session_has_pending(const struct session *se)
+{
+	const struct stream	*st;
+
+	if (se->se_inflight > 0)
+		return 1;
+	TAILQ_FOREACH(st, &se->se_streams, st_entry)
+		if (!TAILQ_EMPTY(&st->st_inq) || !TAILQ_EMPTY(&st->st_reorder))
+			return 1;
+	return 0;
+}
+
+/*
+ * Once a second: a session with data waiting that has not moved a byte for
+ * progress_timeout_ms has a live-but-hung peer (relay or QEMU).  QEMU
+ * itself would wait forever, so the relay fails the session.
+ */
+static void
+session_progress_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct session	*se = arg;
+	uint64_t	 moved, idle;
+
+	if (session_is_final(se)) {
+		event_del(se->se_progev);
+		return;
+	}
+	moved = session_moved(se);
+	if (moved != se->se_progress || !session_has_pending(se)) {
+		se->se_progress = moved;
+		mono_now(&se->se_last_progress);
+		return;
+	}
+	idle = mono_ms_since(&se->se_last_progress);
+	if (idle >= g_conf.progress_timeout_ms)
+		session_fail(se, SE_FAILED, EC_TIMEOUT, "no progress for %llu "
+		    "ms with %llu bytes in flight: the peer relay or a QEMU "
+		    "stopped moving data", (unsigned long long)idle,
+		    (unsigned long long)se->se_inflight);
 }
 
 static void
@@ -278,6 +344,7 @@ session_fail(struct session *se, enum se_state final, const char *class,
 	va_end(ap);
 	snprintf(se->se_errclass, sizeof(se->se_errclass), "%s", class);
 	evtimer_del(se->se_timer);
+	event_del(se->se_progev);
 	if (se->se_ch[0] != NULL && se->se_ch[0]->ch_state == CH_UP)
 		link_send_abort(se, class, final == SE_CANCELLED ?
 		    "session cancelled on the peer relay" : se->se_errdesc);
@@ -299,7 +366,12 @@ session_link_up(struct session *se)
 {
 	const char	*errstr;
 
+	struct timeval	 tv;
+
 	evtimer_del(se->se_timer);
+	ms_to_tv(1000, &tv);
+	mono_now(&se->se_last_progress);
+	event_add(se->se_progev, &tv);
 	if (se->se_role == ROLE_SOURCE) {
 		if (stream_qemu_listen(se, &errstr) != 0) {
 			session_fail(se, SE_FAILED, EC_INVALID, "cannot listen "
@@ -371,6 +443,7 @@ session_check_complete(struct session *se)
 	}
 	if (!se->se_close_rcvd)
 		return;
+	event_del(se->se_progev);
 	session_close_qemu(se);
 	/* The source closes the link; the destination waits for it. */
 	session_close_link(se, se->se_role == ROLE_DESTINATION);

@@ -107,6 +107,8 @@ frame_type_name(uint8_t type)
 		return "ABORT";
 	case FRAME_CLOSE:
 		return "CLOSE";
+	case FRAME_PING:
+		return "PING";
 	default:
 		return "unknown";
 	}

@@ -51,6 +51,7 @@ enum frame_type {
 	FRAME_ABORT	= 0x14,	/* session failed or cancelled; TLV error */
 	FRAME_CLOSE	= 0x15,	/* session completed on the sender's side */
 	FRAME_T_IGNORABLE = 0x80,
+	FRAME_PING	= 0x81,	/* heartbeat on an idle channel (ignorable) */
 };
 
 /* Frame flags. */

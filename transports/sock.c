@@ -200,13 +200,29 @@ sock_is_tcp(int fd)
 	return ss.ss_family == AF_INET || ss.ss_family == AF_INET6;
 }
 
+/*
+ * Relay channels: no Nagle (the relay batches itself), and a dead peer is
+ * noticed within timeout_ms even when no data moves (keepalive) or when
+ * sent data is never acknowledged (TCP_USER_TIMEOUT).
+ */
 void
-sock_tune_link(int fd)
+sock_tune_link(int fd, unsigned int timeout_ms)
 {
-	int	 one = 1;
+	int	 one = 1, idle, intvl = 1, cnt;
+	unsigned int ut = timeout_ms;
 
+	idle = (int)(timeout_ms / 2000);
+	if (idle < 1)
+		idle = 1;
+	cnt = (int)(timeout_ms / 1000) - idle;
+	if (cnt < 1)
+		cnt = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof(ut));
 }
 
 void

@@ -19,7 +19,7 @@ int	 sock_connect_uri(const struct mig_uri *, int *ret_fd);
 int	 sock_connect_tcp(const char *host, const char *port, int *ret_fd);
 int	 sock_connect_result(int fd);
 int	 sock_accept(int lfd);
-void	 sock_tune_link(int fd);
+void	 sock_tune_link(int fd, unsigned int timeout_ms);
 void	 sock_tune_qemu(int fd);
 int	 sock_addr_format(const struct sockaddr *, socklen_t, char *, size_t);
 int	 sock_local_name(int fd, char *, size_t);
