@@ -249,6 +249,7 @@ struct session {
 	int			 se_lfd;
 	struct event		*se_lev;
 	/* Completion. */
+	int			 se_closing;	/* session_fail() under way */
 	int			 se_close_sent;
 	int			 se_close_rcvd;
 	/* Counters. */

@@ -337,8 +337,13 @@ session_fail(struct session *se, enum se_state final, const char *class,
 {
 	va_list	 ap;
 
-	if (session_is_final(se))
+	/*
+	 * Re-entry: telling the peer (ABORT) can fail the write, and the
+	 * write failure fails the session again.  The first call wins.
+	 */
+	if (session_is_final(se) || se->se_closing)
 		return;
+	se->se_closing = 1;
 	va_start(ap, fmt);
 	vsnprintf(se->se_errdesc, sizeof(se->se_errdesc), fmt, ap);
 	va_end(ap);

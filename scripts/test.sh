@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 top=$(pwd)
 
 pkgs="autoconf automake libtool pkg-config make gcc libc6-dev binutils
-libevent-dev libjson-c-dev libsystemd-dev check mandoc qemu-system-x86
+libevent-dev libjson-c-dev libsystemd-dev libssl-dev check mandoc qemu-system-x86
+openssl clang libclang-rt-14-dev
 python3"
 missing=""
 for p in $pkgs; do

@@ -7,15 +7,17 @@ What it provides:
     with a QMP client, migration helpers, pmemsave and serial-output helpers;
   * check_memory(): the end-to-end memory check (whole-page, both QEMUs);
   * serial_grows(): "the guest still runs";
-  * the migration settings used by every test, in one place (FAST_PARAMS, SLOW_PARAMS).
+  * the migration settings used by every test, in one place (*_PARAMS below).
 
 Environment:
   QEMU            QEMU binary (default qemu-system-x86_64 from PATH)
-  MIGRELAY_ACCEL  force an accelerator ("tcg" or "kvm"); default: kvm if /dev/kvm is usable
-                  (with a fallback to tcg inside QEMU), else tcg
+  MIGRELAY_ACCEL  force an accelerator ("tcg" or "kvm"); default: kvm if /dev/kvm exists
+                  and boots the test guest (probed once per process), else tcg
   MIGRELAY_MACHINE  machine type (default "pc")
 """
 
+import atexit
+import ctypes
 import json
 import os
 import shutil
@@ -48,6 +50,10 @@ POSTCOPY_PARAMS = {"downtime-limit": 1, "max-bandwidth": FAST_BANDWIDTH}
 # throttled so that most pages reach the destination through its page requests (the
 # return path) rather than through the bulk stream.
 POSTCOPY_RUN_PARAMS = dict(POSTCOPY_PARAMS, **{"max-postcopy-bandwidth": 32 * 1000 * 1000})
+# Failure tests that need QEMU to write at full speed when the failure hits (the relays'
+# write paths, not only their read paths, see it): unlimited bandwidth, and a downtime
+# limit so small that precopy never converges on its own.
+BUSY_PARAMS = {"downtime-limit": 1, "max-bandwidth": FAST_BANDWIDTH}
 # Failure tests: slow enough that "mid-migration" lasts several seconds, and a downtime
 # limit small enough that QEMU never switches over before the failure is injected.
 SLOW_PARAMS = {"downtime-limit": 300, "max-bandwidth": SLOW_BANDWIDTH}
@@ -139,16 +145,73 @@ def build_guest(workdir, top=TOP_DEFAULT, source=None):
 
 # --- Accelerator ---------------------------------------------------------------------------
 
+_accel = None
+
+
 def accel_args():
+    """The -accel options every QEMU of this process uses (decided once, see select_accel)."""
+    return ["-accel", _accel or os.environ.get("MIGRELAY_ACCEL") or "tcg"]
+
+
+def select_accel(workdir, image):
+    """Decide the accelerator once per process: KVM only if /dev/kvm exists and really
+    runs the test guest (a short probe boot), else TCG.  MIGRELAY_ACCEL overrides."""
+    global _accel
+    if _accel is not None:
+        return _accel
     forced = os.environ.get("MIGRELAY_ACCEL")
     if forced:
-        return ["-accel", forced]
+        _accel = forced
+        return _accel
+    _accel = "tcg"
     try:
         fd = os.open("/dev/kvm", os.O_RDWR)
         os.close(fd)
-        return ["-accel", "kvm", "-accel", "tcg"]   # QEMU falls back if KVM fails to init
     except OSError:
-        return ["-accel", "tcg"]
+        return _accel
+    ok, why = probe_accel(workdir, image, "kvm")
+    if ok:
+        _accel = "kvm"
+    else:
+        log("/dev/kvm is there but unusable for the test guest (%s): using TCG" % why)
+    return _accel
+
+
+def probe_accel(workdir, image, accel, timeout=10.0):
+    """Boot the test guest once with -accel ACCEL; (True, "") if it prints a 'B'."""
+    d = os.path.join(workdir, "probe-" + accel)
+    os.makedirs(d, exist_ok=True)
+    serial = os.path.join(d, "serial.log")
+    argv = [qemu_binary(), "-M", os.environ.get("MIGRELAY_MACHINE", "pc"), "-m", "16M",
+            "-nodefaults", "-no-user-config", "-display", "none", "-accel", accel,
+            "-serial", "file:" + serial,
+            "-drive", "file=%s,format=raw,if=ide,snapshot=on" % image]
+    try:
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+    except OSError as e:
+        return False, str(e)
+    why = "no guest output within %.0f s" % timeout
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if p.poll() is not None:
+                why = "QEMU exited: %s" % p.stdout.read().decode("utf-8", "replace").strip()
+                break
+            try:
+                with open(serial, "rb") as f:
+                    if b"B" in f.read():
+                        return True, ""
+            except OSError:
+                pass
+            time.sleep(0.05)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+        p.stdout.close()
+        shutil.rmtree(d, ignore_errors=True)
+    return False, why
 
 
 def qemu_binary():
@@ -281,6 +344,19 @@ def _cleanup_all():
         q.kill()
 
 
+atexit.register(_cleanup_all)
+
+
+def _die_with_parent():
+    """preexec_fn: QEMU gets SIGKILL when the test process dies (prctl PR_SET_PDEATHSIG),
+    so a killed test never leaves guests behind."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)      # 1 = PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
 class Qemu:
     """One QEMU process running the test guest.
 
@@ -322,10 +398,13 @@ class Qemu:
             a += ["-incoming", "defer", "-S"]
         return a + self.extra_args
 
-    def start(self, timeout=20.0):
+    def start(self, timeout=20.0, skip_on_failure=True):
+        """Start QEMU and connect QMP.  If it does not come up, raise Skip ("QEMU cannot
+        run here") when skip_on_failure, else RuntimeError."""
         binary = qemu_binary()
         if shutil.which(binary) is None:
             raise Skip("QEMU binary '%s' not found (install qemu-system-x86)" % binary)
+        select_accel(self.workdir, self.image)
         for p in (self.qmp_path, self.serial_path):
             if os.path.exists(p):
                 os.unlink(p)
@@ -334,13 +413,16 @@ class Qemu:
         self.logf.write(("+ %s\n" % " ".join(argv)).encode())
         self.logf.flush()
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.logf,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         _live.append(self)
         try:
             self.qmp = QMP(self.qmp_path, timeout=timeout, proc=self.proc)
         except Exception as e:
             self.kill()
-            raise Skip("QEMU cannot run here: %s; its output:\n%s" % (e, self.log_tail()))
+            msg = "%s; its output:\n%s" % (e, self.log_tail())
+            if skip_on_failure:
+                raise Skip("QEMU cannot run here: " + msg)
+            raise RuntimeError("%s QEMU did not start: %s" % (self.name, msg))
         return self
 
     @property
@@ -423,6 +505,18 @@ class Qemu:
 
     def query_migrate(self, timeout=10.0):
         return self.execute("query-migrate", timeout=timeout)
+
+    def final_info(self, timeout=2.0):
+        """query-migrate after completion, once QEMU has filled in its statistics.
+
+        QEMU 7.2 reports "completed" a moment before it computes total-time and
+        downtime (they read 0 in that window), so poll until total-time is set."""
+        deadline = time.monotonic() + timeout
+        while True:
+            info = self.query_migrate()
+            if info.get("total-time", 0) > 0 or time.monotonic() >= deadline:
+                return info
+            time.sleep(0.02)
 
     def run_state(self, timeout=10.0):
         return self.execute("query-status", timeout=timeout)["status"]
@@ -519,6 +613,33 @@ def guest_runs(q, timeout=5.0):
     if not serial_grows(q.serial_path, timeout):
         return False, "serial output did not grow within %.0f s" % timeout
     return True, "running, serial output growing"
+
+
+# --- Relays in their secure configuration ---------------------------------------------------
+
+def secure_relay_config(directory, relay_module):
+    """TLS 1.3 with mutual certificates (a throw-away PKI from tests/lib/pki.py) plus
+    SCRAM-SHA-256 authentication of the source relay ("src") by the destination ("dst").
+
+    Returns (tls_dirs, extra_args), both {"src": ..., "dst": ...}, for
+    relay.Relay(..., tls_dir=tls_dirs[name], extra_args=extra_args[name]); the source
+    relay should run with listen=None (it only dials out).  Skips (77) without openssl.
+    """
+    import pki
+    pki.require_openssl()
+    tls = pki.make_relay_dirs(directory, names=("src", "dst"),
+                              hosts=("127.0.0.1", "localhost"))
+    password = "migrelay-e2e-%d-%d" % (os.getpid(), int(time.time()))
+    out = subprocess.run([relay_module.binary("migrelayd"), "--make-verifier", "src"],
+                         input=password.encode(), stdout=subprocess.PIPE, check=True)
+    files = {}
+    for name, text in (("users", out.stdout.decode()), ("secret", "src:%s\n" % password)):
+        files[name] = os.path.join(directory, name)
+        fd = os.open(files[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+    return tls, {"dst": ["--auth-users", files["users"]],
+                 "src": ["--auth-secret", files["secret"]]}
 
 
 # --- Memory check ------------------------------------------------------------------------------

@@ -36,7 +36,26 @@ TEST_BUDGET_S = 120         # every test file is bounded by this (SIGALRM)
 MEM_MIB = 128
 POSTCOPY_AFTER = 16 * Q.MiB  # start postcopy once this much RAM has been sent
 INJECT_AFTER = 16 * Q.MiB    # failure tests: inject once this much RAM has been sent
+INJECT_AFTER_BUSY = 4 * Q.MiB  # the same at full speed (a 128 MiB pass takes ~0.1 s)
 FAIL_WITHIN_S = 5.0          # failure tests: source must report `failed` this fast
+
+# Failure injections: what is done, and the final state each relay's session must reach
+# ("failed" also requires an error object; None: that relay is dead; "ended": any final
+# state except "completed").
+INJECTIONS = {
+    "cancel": ("session-cancel on the source relay", {"S": "cancelled", "D": "ended"}),
+    "cancel-dst": ("session-cancel on the destination relay",
+                   {"S": "failed", "D": "cancelled"}),
+    "kill-dst-relay": ("SIGKILL the destination relay", {"S": "failed", "D": None}),
+    "kill-src-relay": ("SIGKILL the source relay", {"S": None, "D": "failed"}),
+    "kill-dst-relay-busy": ("SIGKILL the destination relay while QEMU sends at full speed",
+                            {"S": "failed", "D": None}),
+    # A live but hung peer: only the relays' progress timeouts can turn this into a
+    # failure (QEMU itself waits forever).
+    "stall-dst-relay": ("SIGSTOP the destination relay", {"S": "failed", "D": None}),
+}
+STALL_PROGRESS_TIMEOUT_MS = 3000    # relays' --progress-timeout in the stall test
+STALL_FAIL_WITHIN_S = STALL_PROGRESS_TIMEOUT_MS / 1000.0 + 2.0 + 1.0  # + check period
 
 # Capabilities and parameters set on BOTH QEMUs, per mode; "relay_channels" is the
 # session-outgoing `channels` argument.
@@ -53,9 +72,26 @@ MODES = {
                                  postcopy=True, run_dst=True),
     "channels-2": dict(caps={"return-path": True}, relay_channels=2),
     "channels-8": dict(caps={"return-path": True}, relay_channels=8),
+    # TLS 1.3 between the relays (mutual certificates from a throw-away PKI)
+    "tls": dict(caps={"return-path": True}, relay_channels=2, tls=True),
+    # the same over plaintext links (--insecure-plaintext on both relays)
+    "plaintext": dict(caps={"return-path": True}, relay_channels=2, tls=False),
+    "plaintext-multifd": dict(caps={"multifd": True, "return-path": True},
+                              params={"multifd-channels": 4}, relay_channels=4,
+                              tls=False),
+    "tls-multifd": dict(caps={"multifd": True, "return-path": True},
+                        params={"multifd-channels": 4}, relay_channels=4, tls=True),
     # failure injection
     "cancel": dict(caps={"return-path": True}, inject="cancel"),
+    "cancel-dst": dict(caps={"return-path": True}, inject="cancel-dst"),
     "kill-dst-relay": dict(caps={"return-path": True}, inject="kill-dst-relay"),
+    "kill-src-relay": dict(caps={"return-path": True}, inject="kill-src-relay"),
+    "kill-dst-relay-busy": dict(caps={"return-path": True}, inject="kill-dst-relay-busy",
+                                busy=True),
+    "stall-dst-relay": dict(caps={"return-path": True}, inject="stall-dst-relay",
+                            fail_within=STALL_FAIL_WITHIN_S,
+                            relay_args=["--progress-timeout",
+                                        str(STALL_PROGRESS_TIMEOUT_MS)]),
 }
 
 
@@ -87,6 +123,10 @@ class Case:
     def __init__(self, mode, direct=False, keep=False):
         self.mode = mode
         self.m = MODES[mode]
+        # Relays run TLS 1.3 + SCRAM-SHA-256-PLUS unless the mode says
+        # tls=False or MIGRELAY_TEST_PLAINTEXT=1 asks for plaintext links.
+        self.secure = self.m.get("tls", os.environ.get(
+            "MIGRELAY_TEST_PLAINTEXT") != "1")
         self.direct = direct
         self.keep = keep
         self.workdir = None
@@ -95,6 +135,7 @@ class Case:
         self.timings = []
         self.src = self.dst = None
         self.S = self.D = None
+        self.stopped = []       # pids we sent SIGSTOP (SIGCONT before teardown)
 
     # --- bookkeeping
 
@@ -114,6 +155,11 @@ class Case:
 
         Returns True if the test failed (a relay that crashed or ignored SIGTERM fails
         an otherwise passing test)."""
+        for pid in self.stopped:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except OSError:
+                pass
         for q in self.qemus:
             try:
                 q.stop(timeout=5)
@@ -154,11 +200,22 @@ class Case:
         except ImportError as e:
             Q.skip("tests/lib/relay.py not available: %s" % e)
         self.R = R
-        self.D = R.Relay(self.workdir, "dst")
-        self.relays.append(self.D)
-        self.S = R.Relay(self.workdir, "src")
-        self.relays.append(self.S)
         t0 = time.monotonic()
+        tls = {"src": None, "dst": None}
+        extra = {"src": [], "dst": []}
+        if self.secure:
+            tls, extra = Q.secure_relay_config(os.path.join(self.workdir, "pki"), R)
+            self.timing("test PKI and SCRAM verifier made", time.monotonic() - t0)
+            t0 = time.monotonic()
+        for k in extra:
+            extra[k] = extra[k] + self.m.get("relay_args", [])
+        self.D = R.Relay(self.workdir, "dst", tls_dir=tls["dst"], extra_args=extra["dst"])
+        self.relays.append(self.D)
+        # With authentication on, the source relay only dials out (--no-listen): a
+        # listening relay would need verifiers of its own.
+        self.S = R.Relay(self.workdir, "src", tls_dir=tls["src"], extra_args=extra["src"],
+                         listen=None if self.secure else "127.0.0.1:0")
+        self.relays.append(self.S)
         self.D.start()
         self.S.start()
         self.timing("relays started", time.monotonic() - t0)
@@ -169,8 +226,8 @@ class Case:
         self.qemus.append(self.dst)
         self.src = Q.Qemu(self.workdir, "src", image, mem_mib=MEM_MIB)
         self.qemus.append(self.src)
-        self.src.start()
-        self.dst.start()
+        self.src.start()                        # Skip if QEMU cannot run at all
+        self.dst.start(skip_on_failure=False)   # the same QEMU: now a failure is real
         Q.log("QEMU %s, accelerator args %s, machine %s"
               % (".".join(str(self.src.qmp.version.get(k)) for k in ("major", "minor", "micro")),
                  " ".join(Q.accel_args()), self.src.machine))
@@ -194,6 +251,10 @@ class Case:
             p = dict(params)
             p.update(self.m.get("params", {}))
             q.set_params(p)
+        if self.m.get("run_dst") and self.dst.has_capability("postcopy-blocktime"):
+            # The destination measures how long its vCPU waited for requested pages:
+            # the round trip of page requests through the relays.
+            self.dst.set_caps({"postcopy-blocktime": True})
 
     # --- progress
 
@@ -285,6 +346,7 @@ class Case:
             time.sleep(0.05)
         t_src = time.monotonic() - t0
         Q.log(self.progress_line(t0, info))
+        info = self.src.final_info()
         self.timing("source completed", t_src)
         states = self.src.migration_events()
         Q.log("source migration states: %s" % " ".join(states))
@@ -294,6 +356,9 @@ class Case:
             check("postcopy-active" in states, "source never entered postcopy-active")
         dinfo = self.dst.wait_status("completed", timeout=30)
         self.timing("destination completed", time.monotonic() - t0)
+        if "postcopy-blocktime" in dinfo:
+            Q.log("destination vCPU blocked %s ms in total waiting for postcopy pages"
+                  % dinfo["postcopy-blocktime"])
         ram = info.get("ram", {})
         Q.log("QEMU: total-time %s ms, downtime %s ms, setup %s ms, ram transferred %s, "
               "%s passes, %.0f Mbit/s, postcopy page requests %s"
@@ -303,7 +368,6 @@ class Case:
         if run_dst:
             check(ram.get("postcopy-requests", 0) > 0, "the running destination requested "
                   "no pages during postcopy")
-        del dinfo
         if not self.direct:
             t1 = time.monotonic()
             for r, role in ((self.S, "source"), (self.D, "destination")):
@@ -323,6 +387,10 @@ class Case:
             if "relay_channels" in self.m:
                 check(se.get("channels") == self.m["relay_channels"],
                       "completed session reports %r channels" % se.get("channels"))
+            if self.secure:
+                check("tls" in se.get("features", []) and
+                      "insecure-plaintext" not in se.get("features", []),
+                      "session features %s: not TLS" % se.get("features"))
             want_streams = 1 + self.m.get("params", {}).get("multifd-channels", 0)
             if caps.get("postcopy-preempt"):
                 want_streams += 1       # QEMU 7.2 opens the preempt channel at the start
@@ -358,7 +426,9 @@ class Case:
 
     def run_failure(self):
         inject = self.m["inject"]
-        t0 = self.begin_migration(Q.SLOW_PARAMS)
+        busy = self.m.get("busy", False)
+        t0 = self.begin_migration(Q.BUSY_PARAMS if busy else Q.SLOW_PARAMS)
+        inject_after = INJECT_AFTER_BUSY if busy else INJECT_AFTER
         next_line = 0
         while True:
             info = self.src.query_migrate()
@@ -369,7 +439,7 @@ class Case:
             if now >= next_line:
                 Q.log(self.progress_line(t0, info))
                 next_line = now + 1.0
-            if st == "active" and info.get("ram", {}).get("transferred", 0) >= INJECT_AFTER:
+            if st == "active" and info.get("ram", {}).get("transferred", 0) >= inject_after:
                 break
             check(now - t0 < 30, "migration did not get going in 30 s")
             time.sleep(0.05)
@@ -379,28 +449,35 @@ class Case:
             check(se.get("state") == "active", "source relay session %r mid-migration"
                   % se.get("state"))
         ti = time.monotonic()
+        what, want = INJECTIONS[inject]
         if self.direct:
             Q.log("inject (direct mode): SIGKILL destination QEMU")
             self.dst.kill()
-        elif inject == "cancel":
-            Q.log("inject: session-cancel on the source relay")
-            self.S.cmd("session-cancel", id=SID)
-        elif inject == "kill-dst-relay":
-            Q.log("inject: SIGKILL destination relay (pid %s)" % self.D.pid)
-            self.D.kill()
         else:
-            raise ValueError(inject)
+            Q.log("inject: %s" % what)
+            if inject == "cancel":
+                self.S.cmd("session-cancel", id=SID)
+            elif inject == "cancel-dst":
+                self.D.cmd("session-cancel", id=SID)
+            elif inject in ("kill-dst-relay", "kill-dst-relay-busy"):
+                self.D.kill()
+            elif inject == "kill-src-relay":
+                self.S.kill()
+            elif inject == "stall-dst-relay":
+                os.kill(self.D.pid, signal.SIGSTOP)
+                self.stopped.append(self.D.pid)
         self.timing("failure injected after", ti - t0)
+        within = self.m.get("fail_within", FAIL_WITHIN_S)
         try:
-            info = self.src.wait_status("failed", timeout=FAIL_WITHIN_S + 10, poll=0.05)
+            info = self.src.wait_status("failed", timeout=within + 10, poll=0.05)
         except Q.MigrationError as e:
             raise Failure(str(e))
         t_fail = time.monotonic() - ti
         self.timing("source QEMU failed after", t_fail)
         Q.log("source error-desc: %s" % info.get("error-desc"))
         Q.log("source migration states: %s" % " ".join(self.src.migration_events()))
-        check(t_fail <= FAIL_WITHIN_S, "source took %.1f s (> %.0f s) to report failed"
-              % (t_fail, FAIL_WITHIN_S))
+        check(t_fail <= within, "source took %.1f s (> %.0f s) to report failed"
+              % (t_fail, within))
         ok, why = Q.guest_runs(self.src, timeout=5)
         check(ok, "source guest after the failure: %s" % why)
         Q.log("source guest: %s" % why)
@@ -414,21 +491,24 @@ class Case:
         else:
             Q.log("destination QEMU exited with %s" % self.dst.proc.returncode)
         if not self.direct:
-            want = "cancelled" if inject == "cancel" else "failed"
-            se = self.S.wait_state(SID, Q.FINAL_STATES, timeout=10)
-            Q.log("source relay session: %s" % fmt_session(se))
-            check(se.get("state") == want, "source relay session ended %r, expected %r"
-                  % (se.get("state"), want))
-            if want == "failed":
-                err = se.get("error")
-                check(isinstance(err, dict) and err.get("class") and err.get("desc"),
-                      "failed session has no error object: %r" % (err,))
-            if inject == "cancel":
-                try:
-                    dse = self.D.wait_state(SID, Q.FINAL_STATES, timeout=10)
-                    Q.log("destination relay session: %s" % fmt_session(dse))
-                except Exception as e:
-                    Q.log("destination relay session did not end: %s" % e)
+            for key, r in (("S", self.S), ("D", self.D)):
+                w = want[key]
+                if w is None:
+                    continue
+                check(r.is_running(), "%s relay died (status %s) after: %s"
+                      % (r.name, r.proc.returncode, what))
+                se = r.wait_state(SID, Q.FINAL_STATES, timeout=10)
+                Q.log("%s relay session: %s" % (r.name, fmt_session(se)))
+                if w == "ended":
+                    check(se.get("state") != "completed", "%s relay session claims "
+                          "completed after %s" % (r.name, what))
+                else:
+                    check(se.get("state") == w, "%s relay session ended %r, expected %r"
+                          % (r.name, se.get("state"), w))
+                if se.get("state") == "failed":
+                    err = se.get("error")
+                    check(isinstance(err, dict) and err.get("class") and err.get("desc"),
+                          "%s relay: failed session has no error object: %r" % (r.name, err))
             self.timing("failure handled (inject -> relay final)", time.monotonic() - ti)
 
     def check_never_both_running(self):
@@ -461,7 +541,9 @@ class Case:
                 Q.log("diagnosis: %s QEMU: %r" % (q.name, e))
         for r in self.relays:
             try:
-                if r.is_running():
+                if r.pid in self.stopped:
+                    Q.log("diagnosis: relay %s is SIGSTOPped" % r.name)
+                elif r.is_running():
                     Q.log("diagnosis: relay %s: %s" % (r.name, fmt_session(r.session(SID))))
                 else:
                     Q.log("diagnosis: relay %s exited (%s)" % (r.name, r.proc.returncode))
@@ -484,6 +566,10 @@ def _alarm(signum, frame):
     raise TimeoutError("test exceeded its %d s budget" % TEST_BUDGET_S)
 
 
+def _term(signum, frame):
+    raise Failure("terminated by signal %d" % signum)
+
+
 def main(mode, argv=None, direct=False):
     argv = sys.argv[1:] if argv is None else argv
     direct = direct or "--direct" in argv
@@ -492,6 +578,7 @@ def main(mode, argv=None, direct=False):
                                                         if direct else "through two relays"),
           flush=True)
     signal.signal(signal.SIGALRM, _alarm)
+    signal.signal(signal.SIGTERM, _term)     # clean up QEMUs and relays, keep the logs
     signal.alarm(TEST_BUDGET_S)
     case = Case(mode, direct=direct, keep=keep)
     t0 = time.monotonic()
