@@ -591,10 +591,11 @@ channel_flush_tls(struct channel *ch)
 			continue;
 		}
 		ch->ch_woff = ch->ch_wlen = 0;
-		if (ch->ch_since_rekey >= TLS_KEY_UPDATE_BYTES) {
+		if (ch->ch_since_rekey >= g_conf.tls_rekey_bytes) {
 			if (tls_key_update(ch->ch_ssl) == 0)
-				log_debug("channel %s #%u: TLS key update",
-				    ch->ch_peer, ch->ch_index);
+				log_debug("channel %s #%u: TLS key update after "
+				    "%llu bytes", ch->ch_peer, ch->ch_index,
+				    (unsigned long long)ch->ch_since_rekey);
 			ch->ch_since_rekey = 0;
 		}
 		nf = channel_gather(ch, fs, fq, CH_IOV_MAX / 2);

@@ -22,6 +22,7 @@ conf_defaults(struct conf *c)
 	c->log_level = LOG_LVL_INFO;
 	c->handshake_timeout_ms = HANDSHAKE_TIMEOUT_MS;
 	c->link_timeout_ms = LINK_TIMEOUT_MS;
+	c->tls_rekey_bytes = TLS_KEY_UPDATE_BYTES;
 	c->progress_timeout_ms = PROGRESS_TIMEOUT_MS;
 }
 
@@ -96,6 +97,17 @@ conf_set(struct conf *c, const char *key, const char *val, char *err,
 			c->link_timeout_ms = (unsigned int)v;
 		else
 			c->progress_timeout_ms = (unsigned int)v;
+	} else if (strcmp(key, "tls-rekey-bytes") == 0) {
+		char *end;
+		unsigned long long v = val ? strtoull(val, &end, 10) : 0;
+
+		if (val == NULL || *end != '\0' || v < (1ULL << 20) ||
+		    v > (256ULL << 30)) {
+			snprintf(err, errlen, "tls-rekey-bytes: bytes from 1 MiB "
+			    "to 256 GiB");
+			return -1;
+		}
+		c->tls_rekey_bytes = v;
 	} else if (strcmp(key, "no-auth") == 0) {
 		c->no_auth = 1;
 	} else if (strcmp(key, "log-level") == 0) {
@@ -205,6 +217,8 @@ conf_print(const struct conf *c, FILE *fp)
 		fprintf(fp, "no-auth\n");
 	fprintf(fp, "handshake-timeout %u\n", c->handshake_timeout_ms);
 	fprintf(fp, "link-timeout %u\n", c->link_timeout_ms);
+	fprintf(fp, "tls-rekey-bytes %llu\n",
+	    (unsigned long long)c->tls_rekey_bytes);
 	fprintf(fp, "progress-timeout %u\n", c->progress_timeout_ms);
 	fprintf(fp, "log-level %s\n", log_level_name(c->log_level));
 }

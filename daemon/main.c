@@ -41,6 +41,7 @@ enum {
 	OPT_MAKE_VERIFIER,
 	OPT_HANDSHAKE_TIMEOUT,
 	OPT_LINK_TIMEOUT,
+	OPT_TLS_REKEY,
 	OPT_PROGRESS_TIMEOUT,
 	OPT_HELP,
 	OPT_VERSION,
@@ -61,6 +62,7 @@ static const struct option longopts[] = {
 	{ "make-verifier",	required_argument, NULL, OPT_MAKE_VERIFIER },
 	{ "handshake-timeout",	required_argument, NULL, OPT_HANDSHAKE_TIMEOUT },
 	{ "link-timeout",	required_argument, NULL, OPT_LINK_TIMEOUT },
+	{ "tls-rekey-bytes",	required_argument, NULL, OPT_TLS_REKEY },
 	{ "progress-timeout",	required_argument, NULL, OPT_PROGRESS_TIMEOUT },
 	{ "help",		no_argument,	   NULL, OPT_HELP },
 	{ "version",		no_argument,	   NULL, OPT_VERSION },
@@ -77,6 +79,7 @@ usage(void)
 	    "[--insecure-plaintext]\n"
 	    "                 [--auth-users file] [--auth-secret file] "
 	    "[--no-auth]\n"
+	    "                 [--tls-rekey-bytes n]\n"
 	    "                 [--handshake-timeout ms] [--link-timeout ms] "
 	    "[--progress-timeout ms]\n"
 	    "                 [--log-level level] [--check-config] "
@@ -149,6 +152,7 @@ main(int argc, char *argv[])
 		case OPT_NO_AUTH:
 		case OPT_HANDSHAKE_TIMEOUT:
 		case OPT_LINK_TIMEOUT:
+		case OPT_TLS_REKEY:
 		case OPT_PROGRESS_TIMEOUT:
 			if (conf_set(&conf, key, optarg, err, sizeof(err)) != 0) {
 				fprintf(stderr, "migrelayd: --%s\n", err);

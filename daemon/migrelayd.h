@@ -286,6 +286,7 @@ struct conf {
 	int			 no_auth;
 	unsigned int		 handshake_timeout_ms;
 	unsigned int		 link_timeout_ms;
+	uint64_t		 tls_rekey_bytes;
 	unsigned int		 progress_timeout_ms;
 	int			 log_level;
 	char			 config_file[4096];
