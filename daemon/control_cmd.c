@@ -218,7 +218,8 @@ ctl_cmd_session_incoming(struct ctl_client *c, json_object *args,
 		return;
 	}
 	se->se_uri = u;
-	uri_format(&u, se->se_endpoint, sizeof(se->se_endpoint));
+	if (uri_format(&u, se->se_endpoint, sizeof(se->se_endpoint)) != 0)
+		snprintf(se->se_endpoint, sizeof(se->se_endpoint), "%s", "?");
 	if (r == 0)
 		snprintf(se->se_peer_identity, sizeof(se->se_peer_identity),
 		    "%s", ident);
@@ -273,7 +274,8 @@ ctl_cmd_session_outgoing(struct ctl_client *c, json_object *args,
 		return;
 	}
 	se->se_uri = u;
-	uri_format(&u, se->se_endpoint, sizeof(se->se_endpoint));
+	if (uri_format(&u, se->se_endpoint, sizeof(se->se_endpoint)) != 0)
+		snprintf(se->se_endpoint, sizeof(se->se_endpoint), "%s", "?");
 	snprintf(se->se_peer, sizeof(se->se_peer), "%s", peer);
 	se->se_nchannels = (unsigned int)nch;
 	se->se_waiter = c;

@@ -223,7 +223,7 @@ struct session {
 	enum se_role		 se_role;
 	enum se_state		 se_state;
 	char			 se_peer[300];
-	char			 se_endpoint[sizeof(((struct mig_uri *)0)->path) + 8];
+	char			 se_endpoint[300];	/* the URI, canonical */
 	struct mig_uri		 se_uri;
 	char			 se_peer_identity[128];
 	char			 se_identity[256];	/* authenticated peer */

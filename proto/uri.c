@@ -67,6 +67,10 @@ hostport_parse(const char *s, char *host, size_t hostlen, char *port,
 		*errstr = "empty host";
 		return -EINVAL;
 	}
+	if (memchr(h, '[', hl) != NULL || memchr(h, ']', hl) != NULL) {
+		*errstr = "brackets inside the host";
+		return -EINVAL;
+	}
 	if (hl >= hostlen) {
 		*errstr = "host name too long";
 		return -EINVAL;

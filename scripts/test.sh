@@ -86,5 +86,13 @@ if [ -n "$(ls -A "$sanlogs")" ]; then
 	status=1
 fi
 
+echo "== 4. libFuzzer harnesses (clang, ASan+UBSan): make fuzz-smoke"
+fuzz=$build-fuzz
+mkdir -p "$fuzz"
+cd "$fuzz"
+CC=clang "$top/configure" --enable-werror --enable-fuzzing ${CONFIGURE_FLAGS:-}
+make -j2
+make fuzz-smoke || status=1
+
 [ $status -eq 0 ] && echo "== all test runs passed" || echo "== FAILED"
 exit $status

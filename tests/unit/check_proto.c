@@ -280,7 +280,7 @@ START_TEST(uri_bad)
 	    "tcp:host:", "tcp:host:65536", "tcp:host:-1", "tcp:host:12a",
 	    "tcp:::1:5", "tcp:[::1]5", "tcp:[::1", "exec:cat", "fd:3",
 	    "rdma:1.2.3.4:5", "tcp:h:1,ipv4", "unix:/x,y", "UNIX:/x",
-	    "tcp:h:123456", NULL };
+	    "tcp:h:123456", "tcp:[[x]:80", "tcp:[a]b]:1", "tcp:a]:1", NULL };
 	int		 i;
 
 	for (i = 0; bad[i] != NULL; i++) {
