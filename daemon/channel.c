@@ -441,6 +441,11 @@ channel_reject(struct channel *ch, const char *class, const char *desc)
 	snprintf(m.errdesc, sizeof(m.errdesc), "%s", desc);
 	m.present = 1u << HS_T_ERRCLASS | 1u << HS_T_ERRDESC;
 	channel_send_hs(ch, FRAME_REJECT, &m);
+	if (ch->ch_accepted) {
+		g_stats.st_hs_rejected++;
+		if (strcmp(class, EC_AUTH) == 0)
+			g_stats.st_auth_failures++;
+	}
 	channel_drain_close(ch, 0);
 }
 
@@ -1096,6 +1101,7 @@ channel_accept_hello(struct channel *ch, const struct hs_msg *m,
 	}
 	channel_send_hs(ch, FRAME_WELCOME, &w);
 	channel_bind(ch, se, 0);
+	g_stats.st_hs_accepted++;
 	iesc[0] = '\0';
 	str_escape(iesc, sizeof(iesc), identity);
 	log_info("session %s: link from %s accepted (protocol %u, %u "
@@ -1190,6 +1196,7 @@ channel_hs_accepting(struct channel *ch, const struct frame_hdr *h,
 		w.present = 1u << HS_T_CHANNEL;
 		channel_send_hs(ch, FRAME_WELCOME, &w);
 		channel_bind(ch, se, m.channel);
+		g_stats.st_hs_accepted++;
 		log_debug("session %s: channel #%u joined from %s", se->se_id,
 		    m.channel, ch->ch_peer);
 		if (se->se_channels_up == se->se_nchannels)

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "migrelayd.h"
 #include "tls.h"
@@ -22,6 +23,7 @@ conf_defaults(struct conf *c)
 	c->log_level = LOG_LVL_INFO;
 	c->handshake_timeout_ms = HANDSHAKE_TIMEOUT_MS;
 	c->link_timeout_ms = LINK_TIMEOUT_MS;
+	c->drain_timeout_ms = DRAIN_STOP_MS;
 	c->tls_rekey_bytes = TLS_KEY_UPDATE_BYTES;
 	c->progress_timeout_ms = PROGRESS_TIMEOUT_MS;
 }
@@ -81,10 +83,11 @@ conf_set(struct conf *c, const char *key, const char *val, char *err,
 		snprintf(dst, sizeof(c->auth_users), "%s", val);
 	} else if (strcmp(key, "handshake-timeout") == 0 ||
 	    strcmp(key, "link-timeout") == 0 ||
+	    strcmp(key, "drain-timeout") == 0 ||
 	    strcmp(key, "progress-timeout") == 0) {
 		char *end;
 		unsigned long v = val ? strtoul(val, &end, 10) : 0;
-		unsigned long lo = key[0] == 'l' ? 3000 : 100;
+		unsigned long lo = key[0] == 'l' ? 3000 : key[0] == 'd' ? 0 : 100;
 
 		if (val == NULL || *end != '\0' || v < lo || v > 3600000) {
 			snprintf(err, errlen, "%s: milliseconds from %lu to "
@@ -93,6 +96,8 @@ conf_set(struct conf *c, const char *key, const char *val, char *err,
 		}
 		if (key[0] == 'h')
 			c->handshake_timeout_ms = (unsigned int)v;
+		else if (key[0] == 'd')
+			c->drain_timeout_ms = (unsigned int)v;
 		else if (key[0] == 'l')
 			c->link_timeout_ms = (unsigned int)v;
 		else
@@ -108,6 +113,17 @@ conf_set(struct conf *c, const char *key, const char *val, char *err,
 			return -1;
 		}
 		c->tls_rekey_bytes = v;
+	} else if (strcmp(key, "metrics-listen") == 0) {
+		if (val == NULL || hostport_parse(val, host, sizeof(host), port,
+		    sizeof(port), &errstr) != 0 ||
+		    strlen(val) >= sizeof(c->metrics_listen)) {
+			snprintf(err, errlen, "metrics-listen %s: %s", val ?
+			    val : "", val ? "expected HOST:PORT" :
+			    "address missing");
+			return -1;
+		}
+		snprintf(c->metrics_listen, sizeof(c->metrics_listen), "%s",
+		    val);
 	} else if (strcmp(key, "no-auth") == 0) {
 		c->no_auth = 1;
 	} else if (strcmp(key, "log-level") == 0) {
@@ -165,7 +181,8 @@ conf_parse_line(struct conf *c, const char *file, int lineno, char *line,
  * and line.  Returns 0, or -1.
  */
 int
-conf_load(struct conf *c, const char *path, int must_exist)
+conf_load(struct conf *c, const char *path, int must_exist, char *first,
+    size_t firstlen)
 {
 	FILE	*fp;
 	char	 line[1024], err[1024];
@@ -174,25 +191,166 @@ conf_load(struct conf *c, const char *path, int must_exist)
 	if ((fp = fopen(path, "r")) == NULL) {
 		if (errno == ENOENT && !must_exist)
 			return 0;
-		fprintf(stderr, "migrelayd: %s: %s\n", path, strerror(errno));
+		snprintf(first, firstlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	while (fgets(line, sizeof(line), fp) != NULL) {
 		lineno++;
 		if (strchr(line, '\n') == NULL && !feof(fp)) {
-			fprintf(stderr, "migrelayd: %s:%d: line too long\n",
-			    path, lineno);
+			snprintf(err, sizeof(err), "%s:%d: line too long", path,
+			    lineno);
+			if (rc == 0)
+				snprintf(first, firstlen, "%s", err);
+			else
+				log_warnx("%s", err);
 			rc = -1;
 			break;
 		}
 		if (conf_parse_line(c, path, lineno, line, err,
 		    sizeof(err)) != 0) {
-			fprintf(stderr, "migrelayd: %s\n", err);
+			/* The first error is returned, the others logged. */
+			if (rc == 0)
+				snprintf(first, firstlen, "%s", err);
+			else
+				log_warnx("%s", err);
 			rc = -1;
 		}
 	}
 	fclose(fp);
 	return rc;
+}
+
+static char	 conf_path[4096];
+static int	 conf_must_exist;
+static struct {
+	char	 key[32];
+	char	*val;
+} overrides[64];
+static unsigned int noverrides;
+
+/* The configuration file, read again on every reload. */
+void
+conf_remember_file(const char *path, int must_exist)
+{
+	snprintf(conf_path, sizeof(conf_path), "%s", path);
+	conf_must_exist = must_exist;
+}
+
+/*
+ * A command-line option: checked now, and applied over the file at startup
+ * and on every reload.  Returns 0, or -1 with err set.
+ */
+int
+conf_remember_override(const char *key, const char *val, char *err,
+    size_t errlen)
+{
+	struct conf	 scratch;
+
+	conf_defaults(&scratch);
+	if (conf_set(&scratch, key, val, err, errlen) != 0)
+		return -1;
+	if (noverrides == sizeof(overrides) / sizeof(overrides[0])) {
+		snprintf(err, errlen, "%s: too many options", key);
+		return -1;
+	}
+	snprintf(overrides[noverrides].key, sizeof(overrides[0].key), "%s",
+	    key);
+	overrides[noverrides].val = val != NULL ? strdup(val) : NULL;
+	noverrides++;
+	return 0;
+}
+
+/*
+ * The effective configuration: defaults, the file, then the command line
+ * (whose --listen addresses replace the file's).  Returns 0, or -1 with
+ * the first error in err (file:line for the file).
+ */
+int
+conf_build(struct conf *c, char *err, size_t errlen)
+{
+	unsigned int	 i;
+	int		 listen_reset = 0;
+	const char	*cd;
+
+	conf_defaults(c);
+	err[0] = '\0';
+	if (conf_load(c, conf_path, conf_must_exist, err, errlen) != 0)
+		return -1;
+	for (i = 0; i < noverrides; i++) {
+		if (strcmp(overrides[i].key, "listen") == 0 && !listen_reset) {
+			c->nlisten = 0;
+			listen_reset = 1;
+		}
+		if (conf_set(c, overrides[i].key, overrides[i].val, err,
+		    errlen) != 0)
+			return -1;
+	}
+	if (c->nlisten == 0 && !c->no_listen) {
+		snprintf(c->listen[0], sizeof(c->listen[0]), "[::]:4600");
+		snprintf(c->listen[1], sizeof(c->listen[1]), "0.0.0.0:4600");
+		c->nlisten = 2;
+	}
+	/* systemd credential, when no --auth-secret is given. */
+	if (c->auth_secret[0] == '\0' &&
+	    (cd = getenv("CREDENTIALS_DIRECTORY")) != NULL) {
+		char	 cred[4096];
+
+		snprintf(cred, sizeof(cred), "%s/migrelay-auth-secret", cd);
+		if (access(cred, R_OK) == 0)
+			snprintf(c->auth_secret, sizeof(c->auth_secret), "%s",
+			    cred);
+	}
+	return 0;
+}
+
+/* Rules across settings.  Returns 0, or -1 with err set. */
+int
+conf_validate(const struct conf *c, char *err, size_t errlen)
+{
+	if (c->insecure_plaintext && c->tls_dir[0] != '\0') {
+		snprintf(err, errlen, "--tls-dir and --insecure-plaintext "
+		    "exclude each other");
+		return -1;
+	}
+	if (!c->insecure_plaintext && c->tls_dir[0] == '\0') {
+		snprintf(err, errlen, "no TLS credentials configured: give "
+		    "--tls-dir DIR (ca-cert.pem, server-cert.pem, server-key.pem, "
+		    "client-cert.pem, client-key.pem), or --insecure-plaintext on "
+		    "both relays to run without encryption");
+		return -1;
+	}
+	if (c->no_auth && c->auth_users[0] != '\0') {
+		snprintf(err, errlen, "--no-auth and --auth-users exclude each "
+		    "other");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Load the credentials c names into t and the SCRAM tables (startup).
+ * Returns 0, or -1 with err set.
+ */
+int
+conf_load_credentials(const struct conf *c, char *err, size_t errlen)
+{
+	if (c->tls_dir[0] != '\0' && tls_creds_load(c->tls_dir, &g_tls, err,
+	    errlen) != 0)
+		return -1;
+	if (c->auth_users[0] != '\0' && auth_load_users(c->auth_users, err,
+	    errlen) != 0)
+		return -1;
+	if (c->auth_secret[0] != '\0' && auth_load_secret(c->auth_secret, err,
+	    errlen) != 0)
+		return -1;
+	if (g_tls != NULL && g_tls->server != NULL && !c->no_listen &&
+	    !c->no_auth && c->auth_users[0] == '\0') {
+		snprintf(err, errlen, "accepting links needs --auth-users FILE "
+		    "(SCRAM-SHA-256 verifiers, see --make-verifier), or "
+		    "--no-auth to rely on client certificates alone");
+		return -1;
+	}
+	return 0;
 }
 
 void
@@ -215,8 +373,11 @@ conf_print(const struct conf *c, FILE *fp)
 		fprintf(fp, "auth-secret %s\n", c->auth_secret);
 	if (c->no_auth)
 		fprintf(fp, "no-auth\n");
+	if (c->metrics_listen[0] != '\0')
+		fprintf(fp, "metrics-listen %s\n", c->metrics_listen);
 	fprintf(fp, "handshake-timeout %u\n", c->handshake_timeout_ms);
 	fprintf(fp, "link-timeout %u\n", c->link_timeout_ms);
+	fprintf(fp, "drain-timeout %u\n", c->drain_timeout_ms);
 	fprintf(fp, "tls-rekey-bytes %llu\n",
 	    (unsigned long long)c->tls_rekey_bytes);
 	fprintf(fp, "progress-timeout %u\n", c->progress_timeout_ms);
@@ -225,21 +386,45 @@ conf_print(const struct conf *c, FILE *fp)
 
 
 /*
- * Re-read the credentials the configuration names (TLS directory, SCRAM
- * verifiers and secret), all or nothing.  Running sessions keep the TLS
- * contexts they started with (OpenSSL reference counts them).  Returns 0,
- * or -1 with err set and the old credentials still in use.
+ * Reload: build the configuration again from the file and the command
+ * line, and reload the credentials it names, all or nothing.  Settings
+ * that need new sockets (control, listen, no-listen, insecure-plaintext,
+ * metrics-listen) keep their old values and are reported.  Running
+ * sessions keep the TLS contexts they started with (OpenSSL reference
+ * counts them).  Returns 0, or -1 with err set and nothing changed.
  */
 int
 daemon_reload(char *err, size_t errlen)
 {
 	struct tls_creds	*nt = NULL;
+	struct conf		 nc;
+	unsigned int		 i;
+	int			 same;
 
-	if (g_conf.tls_dir[0] != '\0' && tls_creds_load(g_conf.tls_dir, &nt,
-	    err, errlen) != 0)
+	if (conf_build(&nc, err, errlen) != 0 ||
+	    conf_validate(&nc, err, errlen) != 0)
 		return -1;
-	if (auth_reload(g_conf.auth_users, g_conf.auth_secret, err,
-	    errlen) != 0) {
+	same = nc.nlisten == g_conf.nlisten;
+	for (i = 0; same && i < nc.nlisten; i++)
+		same = strcmp(nc.listen[i], g_conf.listen[i]) == 0;
+	if (!same || nc.no_listen != g_conf.no_listen ||
+	    strcmp(nc.control_path, g_conf.control_path) != 0 ||
+	    nc.insecure_plaintext != g_conf.insecure_plaintext ||
+	    strcmp(nc.metrics_listen, g_conf.metrics_listen) != 0)
+		log_warnx("reload: control, listen, no-listen, "
+		    "insecure-plaintext or metrics-listen changed; they take "
+		    "effect after a restart");
+	nc.nlisten = g_conf.nlisten;
+	memcpy(nc.listen, g_conf.listen, sizeof(nc.listen));
+	nc.no_listen = g_conf.no_listen;
+	memcpy(nc.control_path, g_conf.control_path, sizeof(nc.control_path));
+	nc.insecure_plaintext = g_conf.insecure_plaintext;
+	memcpy(nc.metrics_listen, g_conf.metrics_listen,
+	    sizeof(nc.metrics_listen));
+	if (nc.tls_dir[0] != '\0' && tls_creds_load(nc.tls_dir, &nt, err,
+	    errlen) != 0)
+		return -1;
+	if (auth_reload(nc.auth_users, nc.auth_secret, err, errlen) != 0) {
 		tls_creds_free(nt);
 		return -1;
 	}
@@ -247,7 +432,8 @@ daemon_reload(char *err, size_t errlen)
 		tls_creds_free(g_tls);
 		g_tls = nt;
 	}
-	log_info("credentials reloaded%s%s", g_conf.tls_dir[0] ? " from " : "",
-	    g_conf.tls_dir);
+	g_conf = nc;
+	log_set_level(g_conf.log_level);
+	log_info("configuration and credentials reloaded");
 	return 0;
 }

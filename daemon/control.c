@@ -37,6 +37,7 @@ struct ctl_client {
 static TAILQ_HEAD(, ctl_client) clients = TAILQ_HEAD_INITIALIZER(clients);
 static unsigned int	 nclients, client_serial;
 static int		 ctl_fd = -1;
+static int		 ctl_passed;	/* socket-activated: not ours to unlink */
 static struct event	*ctl_ev;
 static char		 ctl_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 
@@ -54,6 +55,16 @@ control_open(const char *path)
 	mode_t			 old;
 	int			 fd;
 
+	/* Socket activation: systemd made the socket and set its mode. */
+	if (systemd_take_fds("control", &fd, 1) == 1) {
+		ctl_fd = fd;
+		ctl_passed = 1;
+		ctl_ev = event_new(g_base, fd, EV_READ | EV_PERSIST,
+		    control_accept_cb, NULL);
+		event_add(ctl_ev, NULL);
+		log_info("control socket passed by systemd (fd %d)", fd);
+		return 0;
+	}
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	if (strlen(path) >= sizeof(sun.sun_path))
@@ -111,7 +122,8 @@ control_close(void)
 	ctl_ev = NULL;
 	if (ctl_fd >= 0) {
 		close(ctl_fd);
-		unlink(ctl_path);
+		if (!ctl_passed)
+			unlink(ctl_path);
 	}
 	ctl_fd = -1;
 }

@@ -168,12 +168,18 @@ ctl_cmd_query_daemon(struct ctl_client *c, json_object *args, json_object *id)
 	json_object_object_add(o, "features", f);
 	json_object_object_add(o, "sessions",
 	    json_object_new_int((int)session_count()));
+	json_object_object_add(o, "stats", metrics_json());
 	control_reply(c, ctl_reply_new(o, id));
 }
 
 static int
 ctl_check_new(struct ctl_client *c, json_object *id, const char *sid)
 {
+	if (g_draining) {
+		ctl_error(c, id, EC_GENERIC, "the relay is shutting down: no new "
+		    "sessions");
+		return -1;
+	}
 	if (session_find(sid) != NULL) {
 		ctl_error(c, id, EC_EXISTS, "session '%s' already exists", sid);
 		return -1;

@@ -21,7 +21,6 @@ struct listener {
 static struct listener	 listeners[MAX_LISTENERS];
 static unsigned int	 nlisteners;
 static struct event	*accept_pause_ev;
-uint64_t		 g_listener_rejected;
 
 static void	 listener_accept_cb(evutil_socket_t, short, void *);
 
@@ -68,7 +67,7 @@ listener_accept_cb(evutil_socket_t lfd, short ev, void *arg)
 		channel_addr_of(peer, addr, sizeof(addr));
 		if (channel_pending_count(NULL) >= MAX_PENDING_CHANNELS ||
 		    channel_pending_count(addr) >= MAX_PENDING_PER_ADDR) {
-			g_listener_rejected++;
+			g_stats.st_conn_refused++;
 			/* Say it once per burst, not once per connection. */
 			if (mono_ms_since(&last_warn) >= 1000) {
 				log_warnx("listener %s: too many pending "
@@ -76,7 +75,7 @@ listener_accept_cb(evutil_socket_t lfd, short ev, void *arg)
 				    "refusing connections (%llu so far)",
 				    l->lst_addr, channel_pending_count(NULL),
 				    channel_pending_count(addr), addr,
-				    (unsigned long long)g_listener_rejected);
+				    (unsigned long long)g_stats.st_conn_refused);
 				mono_now(&last_warn);
 			}
 			close(fd);
@@ -97,8 +96,26 @@ listener_open_all(void)
 	const char	*errstr;
 	int		 fd;
 
+	int		 fds[MAX_LISTENERS], n, k;
+
 	accept_pause_ev = evtimer_new(g_base, listener_resume_cb, NULL);
-	if (g_conf.no_listen)
+	/* Socket activation: use what systemd passed, create nothing. */
+	n = systemd_take_fds("relay", fds, MAX_LISTENERS);
+	for (k = 0; k < n; k++) {
+		struct listener *l = &listeners[nlisteners++];
+
+		l->lst_fd = fds[k];
+		if (sock_local_name(fds[k], l->lst_addr,
+		    sizeof(l->lst_addr)) != 0)
+			snprintf(l->lst_addr, sizeof(l->lst_addr), "fd %d",
+			    fds[k]);
+		l->lst_ev = event_new(g_base, fds[k], EV_READ | EV_PERSIST,
+		    listener_accept_cb, l);
+		event_add(l->lst_ev, NULL);
+		log_info("listening for relays on %s (passed by systemd)",
+		    l->lst_addr);
+	}
+	if (n > 0 || g_conf.no_listen)
 		return 0;
 	for (i = 0; i < g_conf.nlisten; i++) {
 		struct listener *l = &listeners[nlisteners];

@@ -41,6 +41,8 @@ enum {
 	OPT_MAKE_VERIFIER,
 	OPT_HANDSHAKE_TIMEOUT,
 	OPT_LINK_TIMEOUT,
+	OPT_DRAIN_TIMEOUT,
+	OPT_METRICS_LISTEN,
 	OPT_TLS_REKEY,
 	OPT_PROGRESS_TIMEOUT,
 	OPT_HELP,
@@ -62,6 +64,8 @@ static const struct option longopts[] = {
 	{ "make-verifier",	required_argument, NULL, OPT_MAKE_VERIFIER },
 	{ "handshake-timeout",	required_argument, NULL, OPT_HANDSHAKE_TIMEOUT },
 	{ "link-timeout",	required_argument, NULL, OPT_LINK_TIMEOUT },
+	{ "drain-timeout",	required_argument, NULL, OPT_DRAIN_TIMEOUT },
+	{ "metrics-listen",	required_argument, NULL, OPT_METRICS_LISTEN },
 	{ "tls-rekey-bytes",	required_argument, NULL, OPT_TLS_REKEY },
 	{ "progress-timeout",	required_argument, NULL, OPT_PROGRESS_TIMEOUT },
 	{ "help",		no_argument,	   NULL, OPT_HELP },
@@ -82,6 +86,7 @@ usage(void)
 	    "                 [--tls-rekey-bytes n]\n"
 	    "                 [--handshake-timeout ms] [--link-timeout ms] "
 	    "[--progress-timeout ms]\n"
+	    "                 [--drain-timeout ms] [--metrics-listen host:port]\n"
 	    "                 [--log-level level] [--check-config] "
 	    "[--version]\n"
 	    "       migrelayd --make-verifier name\n");
@@ -93,38 +98,103 @@ sighup_cb(evutil_socket_t sig, short ev, void *arg)
 {
 	char	 err[1024];
 
-	log_info("SIGHUP: reloading credentials");
+	log_info("SIGHUP: reloading the configuration and credentials");
+	systemd_notify("RELOADING=1");
 	if (daemon_reload(err, sizeof(err)) != 0)
-		log_warnx("reload failed, keeping the old credentials: %s", err);
+		log_warnx("reload failed, keeping the old configuration and "
+		    "credentials: %s", err);
+	systemd_notify("READY=1");
+	systemd_status();
+}
+
+static struct event	*drain_ev;
+static struct timespec	 drain_start;
+
+/* Sessions that are not migrating yet end at once when we stop. */
+static void
+drain_fail_idle(void)
+{
+	struct session	*se;
+
+	TAILQ_FOREACH(se, &g_sessions, se_entry)
+		if (!session_is_final(se) && se->se_state != SE_ACTIVE)
+			session_fail(se, SE_FAILED, EC_GENERIC, "the relay is "
+			    "shutting down");
+}
+
+static int
+drain_running(void)
+{
+	struct session	*se;
+	int		 n = 0;
+
+	TAILQ_FOREACH(se, &g_sessions, se_entry)
+		if (!session_is_final(se))
+			n++;
+	return n;
 }
 
 static void
+drain_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	int	 n = drain_running();
+
+	if (n > 0 && mono_ms_since(&drain_start) < g_conf.drain_timeout_ms)
+		return;
+	if (n > 0) {
+		log_warnx("drain period of %u ms over: failing %d running "
+		    "migration%s", g_conf.drain_timeout_ms, n, n == 1 ? "" : "s");
+		session_fail_all("the relay is shutting down (drain period "
+		    "over)");
+	}
+	event_base_loopexit(g_base, NULL);
+}
+
+/*
+ * SIGTERM/SIGINT: refuse new sessions at once, let running migrations
+ * finish for up to drain-timeout, then fail the rest cleanly (QEMU-facing
+ * sockets closed, so source guests keep running) and exit.  A second
+ * signal stops at once, the same clean way.
+ */
+static void
 signal_cb(evutil_socket_t sig, short ev, void *arg)
 {
-	log_info("received signal %d, shutting down", (int)sig);
-	session_fail_all("the relay is shutting down");
-	event_base_loopexit(g_base, NULL);
+	struct timeval	 tv;
+
+	if (g_draining) {
+		log_info("signal %d again: stopping now", (int)sig);
+		session_fail_all("the relay is shutting down");
+		event_base_loopexit(g_base, NULL);
+		return;
+	}
+	g_draining = 1;
+	systemd_notify("STOPPING=1");
+	drain_fail_idle();
+	log_info("signal %d: stopping; %d running migration%s may finish "
+	    "within %u ms", (int)sig, drain_running(),
+	    drain_running() == 1 ? "" : "s", g_conf.drain_timeout_ms);
+	mono_now(&drain_start);
+	drain_ev = event_new(g_base, -1, EV_PERSIST, drain_cb, NULL);
+	ms_to_tv(100, &tv);
+	event_add(drain_ev, &tv);
+	systemd_status();
 }
 
 int
 main(int argc, char *argv[])
 {
-	struct conf	 cmdline, conf;
+	struct conf	 conf;
 	struct event	*sigterm, *sigint, *sighup;
 	const char	*config = NULL;
-	char		 err[512];
+	char		 err[1024] = "";
 	int		 ch, check = 0, i;
 
-	conf_defaults(&cmdline);
 	/* First pass: only find --config; options override the file. */
 	opterr = 0;
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1)
 		if (ch == OPT_CONFIG)
 			config = optarg;
-	conf_defaults(&conf);
-	if (conf_load(&conf, config ? config : DEFAULT_CONFIG,
-	    config != NULL) != 0)
-		exit(1);
+	conf_remember_file(config ? config : DEFAULT_CONFIG, config != NULL);
 	optind = 1;
 	opterr = 1;
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -137,11 +207,6 @@ main(int argc, char *argv[])
 		case OPT_CONFIG:
 			break;
 		case OPT_LISTEN:
-			/* Command-line addresses replace the file's. */
-			if (!cmdline.nlisten)
-				conf.nlisten = 0;
-			cmdline.nlisten = 1;
-			/* FALLTHROUGH */
 		case OPT_CONTROL:
 		case OPT_NO_LISTEN:
 		case OPT_TLS_DIR:
@@ -152,9 +217,12 @@ main(int argc, char *argv[])
 		case OPT_NO_AUTH:
 		case OPT_HANDSHAKE_TIMEOUT:
 		case OPT_LINK_TIMEOUT:
+		case OPT_DRAIN_TIMEOUT:
+		case OPT_METRICS_LISTEN:
 		case OPT_TLS_REKEY:
 		case OPT_PROGRESS_TIMEOUT:
-			if (conf_set(&conf, key, optarg, err, sizeof(err)) != 0) {
+			if (conf_remember_override(key, optarg, err,
+			    sizeof(err)) != 0) {
 				fprintf(stderr, "migrelayd: --%s\n", err);
 				exit(1);
 			}
@@ -175,59 +243,16 @@ main(int argc, char *argv[])
 	}
 	if (optind != argc)
 		usage();
-	if (conf.nlisten == 0 && !conf.no_listen) {
-		snprintf(conf.listen[0], sizeof(conf.listen[0]), "[::]:4600");
-		snprintf(conf.listen[1], sizeof(conf.listen[1]), "0.0.0.0:4600");
-		conf.nlisten = 2;
-	}
-	if (conf.insecure_plaintext && conf.tls_dir[0] != '\0') {
-		fprintf(stderr, "migrelayd: --tls-dir and --insecure-plaintext "
-		    "exclude each other\n");
-		exit(1);
-	}
-	if (!conf.insecure_plaintext && conf.tls_dir[0] == '\0') {
-		fprintf(stderr, "migrelayd: no TLS credentials configured: give "
-		    "--tls-dir DIR (ca-cert.pem, server-cert.pem, server-key.pem, "
-		    "client-cert.pem, client-key.pem), or --insecure-plaintext on "
-		    "both relays to run without encryption\n");
-		exit(1);
-	}
-	if (conf.tls_dir[0] != '\0' && tls_creds_load(conf.tls_dir, &g_tls,
-	    err, sizeof(err)) != 0) {
-		fprintf(stderr, "migrelayd: %s\n", err);
-		exit(1);
-	}
-	if (conf.auth_secret[0] == '\0' && getenv("CREDENTIALS_DIRECTORY")) {
-		char	 cred[4096];
-
-		snprintf(cred, sizeof(cred), "%s/migrelay-auth-secret",
-		    getenv("CREDENTIALS_DIRECTORY"));
-		if (access(cred, R_OK) == 0)
-			snprintf(conf.auth_secret, sizeof(conf.auth_secret), "%s",
-			    cred);
-	}
 	if (auth_init() != 0)
 		fatalx("no randomness");
-	if (conf.no_auth && conf.auth_users[0] != '\0') {
-		fprintf(stderr, "migrelayd: --no-auth and --auth-users exclude "
-		    "each other\n");
+	if (conf_build(&conf, err, sizeof(err)) != 0 || conf_validate(&conf, err,
+	    sizeof(err)) != 0) {
+		if (err[0] != '\0')
+			fprintf(stderr, "migrelayd: %s\n", err);
 		exit(1);
 	}
-	if (conf.auth_users[0] != '\0' && auth_load_users(conf.auth_users,
-	    err, sizeof(err)) != 0) {
+	if (conf_load_credentials(&conf, err, sizeof(err)) != 0) {
 		fprintf(stderr, "migrelayd: %s\n", err);
-		exit(1);
-	}
-	if (conf.auth_secret[0] != '\0' && auth_load_secret(conf.auth_secret,
-	    err, sizeof(err)) != 0) {
-		fprintf(stderr, "migrelayd: %s\n", err);
-		exit(1);
-	}
-	if (g_tls != NULL && g_tls->server != NULL && !conf.no_listen &&
-	    !conf.no_auth && conf.auth_users[0] == '\0') {
-		fprintf(stderr, "migrelayd: accepting links needs --auth-users "
-		    "FILE (SCRAM-SHA-256 verifiers, see --make-verifier), or "
-		    "--no-auth to rely on client certificates alone\n");
 		exit(1);
 	}
 	if (check) {
@@ -254,8 +279,10 @@ main(int argc, char *argv[])
 		log_info("TLS credentials from %s (%s%s%s)", g_conf.tls_dir,
 		    g_tls->server ? "server" : "", g_tls->server &&
 		    g_tls->client ? " and " : "", g_tls->client ? "client" : "");
+	systemd_init();
 	control_open(g_conf.control_path);
 	listener_open_all();
+	metrics_open();
 	sigterm = evsignal_new(g_base, SIGTERM, signal_cb, NULL);
 	sigint = evsignal_new(g_base, SIGINT, signal_cb, NULL);
 	event_add(sigterm, NULL);
@@ -264,6 +291,8 @@ main(int argc, char *argv[])
 	event_add(sighup, NULL);
 	log_info("migrelayd %d.%d.%d ready", MIGRELAY_VERSION_MAJOR,
 	    MIGRELAY_VERSION_MINOR, MIGRELAY_VERSION_MICRO);
+	systemd_notify("READY=1");
+	systemd_status();
 	event_base_dispatch(g_base);
 
 	/* Let ABORT frames of failed sessions leave, briefly. */
@@ -276,6 +305,10 @@ main(int argc, char *argv[])
 	while (!TAILQ_EMPTY(&g_sessions))
 		session_free(TAILQ_FIRST(&g_sessions));
 	channel_reap();
+	if (drain_ev != NULL)
+		event_free(drain_ev);
+	metrics_close();
+	systemd_fini();
 	tls_creds_free(g_tls);
 	listener_close_all();
 	control_close();

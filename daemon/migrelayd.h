@@ -39,6 +39,7 @@
 #define HEARTBEAT_MS		1000	/* PING on a channel idle this long */
 #define LINK_TIMEOUT_MS		10000	/* a channel silent this long is dead */
 #define PROGRESS_TIMEOUT_MS	30000	/* pending data, nothing moves: fail */
+#define DRAIN_STOP_MS		60000	/* SIGTERM: running migrations may finish */
 #define DRAIN_TIMEOUT_MS	2000	/* flushing ABORT/CLOSE before close */
 #define STREAM_WINDOW		(4u * 1024 * 1024)	/* bytes in flight per stream direction */
 #define STREAM_MIN_WINDOW	(512u * 1024)	/* always allowed, whatever the link cap */
@@ -287,12 +288,45 @@ struct conf {
 	unsigned int		 handshake_timeout_ms;
 	unsigned int		 link_timeout_ms;
 	uint64_t		 tls_rekey_bytes;
+	unsigned int		 drain_timeout_ms;
+	char			 metrics_listen[300];
 	unsigned int		 progress_timeout_ms;
 	int			 log_level;
 	char			 config_file[4096];
 };
 
+/* Daemon-wide counters (metrics.c). */
+#define STATS_MAX_CLASSES	16
+struct stats {
+	uint64_t		 st_hs_accepted;	/* HELLO/JOIN accepted */
+	uint64_t		 st_hs_rejected;	/* REJECT sent */
+	uint64_t		 st_auth_failures;
+	uint64_t		 st_conn_refused;	/* pending limits */
+	uint64_t		 st_completed;
+	uint64_t		 st_failed;
+	uint64_t		 st_cancelled;
+	uint64_t		 st_errors[STATS_MAX_CLASSES];
+};
+
+/* metrics.c */
+extern struct stats	 g_stats;
+void		 metrics_count_error(const char *class);
+json_object	*metrics_json(void);
+void		 metrics_open(void);
+void		 metrics_close(void);
+
+/* systemd.c */
+void		 systemd_init(void);
+void		 systemd_fini(void);
+void		 systemd_notify(const char *);
+void		 systemd_status(void);
+int		 systemd_take_fds(const char *name, int *fds, int max);
+int		 systemd_journal(int priority, const char *session,
+		    const char *peer, int channel, const char *reason,
+		    const char *msg);
+
 /* util.c */
+extern int			 g_draining;	/* SIGTERM: no new sessions */
 extern struct event_base	*g_base;
 extern struct conf		 g_conf;
 extern struct tls_creds		*g_tls;		/* NULL: plaintext links */
@@ -321,7 +355,15 @@ int		 conf_set(struct conf *, const char *key, const char *val,
 		    char *err, size_t errlen);
 int		 conf_parse_line(struct conf *, const char *file, int lineno,
 		    char *line, char *err, size_t errlen);
-int		 conf_load(struct conf *, const char *path, int must_exist);
+int		 conf_load(struct conf *, const char *path, int must_exist,
+		    char *err, size_t errlen);
+void		 conf_remember_file(const char *path, int must_exist);
+int		 conf_remember_override(const char *key, const char *val,
+		    char *err, size_t errlen);
+int		 conf_build(struct conf *, char *err, size_t errlen);
+int		 conf_validate(const struct conf *, char *err, size_t errlen);
+int		 conf_load_credentials(const struct conf *, char *err,
+		    size_t errlen);
 void		 conf_print(const struct conf *, FILE *);
 
 /* log.c */
@@ -402,6 +444,7 @@ void		 session_fail(struct session *, enum se_state final,
 void		 session_link_up(struct session *);
 void		 session_check_complete(struct session *);
 int		 session_is_final(const struct session *);
+uint64_t	 session_duration_ms(const struct session *);
 const char	*session_state_name(enum se_state);
 json_object	*session_to_json(const struct session *);
 void		 session_kick_reads(struct session *);

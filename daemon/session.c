@@ -262,8 +262,17 @@ session_set_state(struct session *se, enum se_state st)
 	log_debug("session %s: %s -> %s", se->se_id,
 	    se_state_names[se->se_state], se_state_names[st]);
 	se->se_state = st;
-	if (session_is_final(se))
+	if (session_is_final(se)) {
 		mono_now(&se->se_end);
+		if (st == SE_COMPLETED)
+			g_stats.st_completed++;
+		else if (st == SE_CANCELLED)
+			g_stats.st_cancelled++;
+		else {
+			g_stats.st_failed++;
+			metrics_count_error(se->se_errclass);
+		}
+	}
 	d = json_object_new_object();
 	json_object_object_add(d, "id", json_object_new_string(se->se_id));
 	json_object_object_add(d, "state",
@@ -278,6 +287,7 @@ session_set_state(struct session *se, enum se_state st)
 		json_object_object_add(d, "error", e);
 	}
 	control_broadcast(ctl_event_new("SESSION_STATE", d));
+	systemd_status();
 }
 
 static void
@@ -466,12 +476,25 @@ session_fail_all(const char *why)
 		session_fail(se, SE_FAILED, EC_GENERIC, "%s", why);
 }
 
+/* Milliseconds from creation to the final state (or to now). */
+uint64_t
+session_duration_ms(const struct session *se)
+{
+	int64_t	 d;
+
+	if (!session_is_final(se))
+		return mono_ms_since(&se->se_start);
+	d = (int64_t)(se->se_end.tv_sec - se->se_start.tv_sec) * 1000 +
+	    (se->se_end.tv_nsec - se->se_start.tv_nsec) / 1000000;
+	return d < 0 ? 0 : (uint64_t)d;
+}
+
 /* New reference: the session object of interface.md. */
 json_object *
 session_to_json(const struct session *se)
 {
 	json_object	*o = json_object_new_object();
-	json_object	*b, *l, *fe;
+	json_object	*b, *l, *fe, *cs;
 	unsigned int	 i, nch = 0;
 	uint64_t	 ms;
 
@@ -508,14 +531,25 @@ session_to_json(const struct session *se)
 	json_object_object_add(l, "received",
 	    json_object_new_int64((int64_t)se->se_link_recv));
 	json_object_object_add(o, "link-bytes", l);
-	if (session_is_final(se)) {
-		int64_t d = (int64_t)(se->se_end.tv_sec - se->se_start.tv_sec) *
-		    1000 + (se->se_end.tv_nsec - se->se_start.tv_nsec) / 1000000;
-		ms = d < 0 ? 0 : (uint64_t)d;
-	} else
-		ms = mono_ms_since(&se->se_start);
+	ms = session_duration_ms(se);
 	json_object_object_add(o, "duration-ms",
 	    json_object_new_int64((int64_t)ms));
+	cs = json_object_new_array();
+	for (i = 0; i < PROTO_MAX_CHANNELS; i++) {
+		const struct channel *ch = se->se_ch[i];
+		json_object *c;
+
+		if (ch == NULL)
+			continue;
+		c = json_object_new_object();
+		json_object_object_add(c, "index", json_object_new_int((int)i));
+		json_object_object_add(c, "sent",
+		    json_object_new_int64((int64_t)ch->ch_bytes_sent));
+		json_object_object_add(c, "received",
+		    json_object_new_int64((int64_t)ch->ch_bytes_recv));
+		json_object_array_add(cs, c);
+	}
+	json_object_object_add(o, "channel-stats", cs);
 	if (se->se_state == SE_FAILED) {
 		json_object *e = json_object_new_object();
 

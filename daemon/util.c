@@ -10,6 +10,7 @@
 #include "migrelayd.h"
 
 struct event_base	*g_base;	/* the one event loop */
+int			 g_draining;	/* stopping: sessions drain, none start */
 struct conf		 g_conf;	/* effective configuration */
 struct tls_creds	*g_tls;		/* link credentials, NULL in plaintext mode */
 
