@@ -175,6 +175,12 @@ auth_reload(const char *users_path, const char *secret_path, char *err,
 	if (users_path[0] != '\0' && auth_read_users(users_path, &t, &n, err,
 	    errlen) != 0)
 		return -1;
+	if (secret_path[0] == '\0') {
+		/* The configuration no longer names a secret: forget it. */
+		OPENSSL_cleanse(secret_password, sizeof(secret_password));
+		secret_user[0] = '\0';
+		secret_loaded = 0;
+	}
 	if (secret_path[0] != '\0') {
 		memcpy(su, secret_user, sizeof(su));
 		memcpy(sp, secret_password, sizeof(sp));
@@ -191,8 +197,8 @@ auth_reload(const char *users_path, const char *secret_path, char *err,
 		}
 		OPENSSL_cleanse(sp, sizeof(sp));
 	}
-	if (t != NULL)
-		auth_set_users(t, n);
+	/* A configuration without auth-users stops requiring SCRAM. */
+	auth_set_users(t, n);
 	return 0;
 }
 

@@ -1495,7 +1495,8 @@ channel_fail(struct channel *ch, const char *class, const char *fmt, ...)
 		return;
 	}
 	if (se == NULL)
-		log_warnx("channel %s: %s", ch->ch_peer, msg);
+		log_ctx(LOG_LVL_WARN, NULL, ch->ch_peer, -1, class,
+		    "channel %s: %s", ch->ch_peer, msg);
 	channel_close(ch, msg);
 }
 

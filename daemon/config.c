@@ -61,8 +61,16 @@ conf_set(struct conf *c, const char *key, const char *val, char *err,
 		snprintf(c->listen[c->nlisten++], sizeof(c->listen[0]), "%s",
 		    val);
 	} else if (strcmp(key, "no-listen") == 0) {
+		if (val != NULL) {
+			snprintf(err, errlen, "%s takes no value", key);
+			return -1;
+		}
 		c->no_listen = 1;
 	} else if (strcmp(key, "insecure-plaintext") == 0) {
+		if (val != NULL) {
+			snprintf(err, errlen, "%s takes no value", key);
+			return -1;
+		}
 		c->insecure_plaintext = 1;
 	} else if (strcmp(key, "tls-dir") == 0) {
 		if (val == NULL || strlen(val) >= sizeof(c->tls_dir)) {
@@ -125,6 +133,10 @@ conf_set(struct conf *c, const char *key, const char *val, char *err,
 		snprintf(c->metrics_listen, sizeof(c->metrics_listen), "%s",
 		    val);
 	} else if (strcmp(key, "no-auth") == 0) {
+		if (val != NULL) {
+			snprintf(err, errlen, "%s takes no value", key);
+			return -1;
+		}
 		c->no_auth = 1;
 	} else if (strcmp(key, "log-level") == 0) {
 		if (val == NULL || (l = log_level_parse(val)) < 0) {
@@ -424,6 +436,14 @@ daemon_reload(char *err, size_t errlen)
 	if (nc.tls_dir[0] != '\0' && tls_creds_load(nc.tls_dir, &nt, err,
 	    errlen) != 0)
 		return -1;
+	if ((nt != NULL ? nt : g_tls) != NULL &&
+	    (nt != NULL ? nt : g_tls)->server != NULL && !nc.no_listen &&
+	    !nc.no_auth && nc.auth_users[0] == '\0') {
+		snprintf(err, errlen, "accepting links needs auth-users FILE, or "
+		    "no-auth to rely on client certificates alone");
+		tls_creds_free(nt);
+		return -1;
+	}
 	if (auth_reload(nc.auth_users, nc.auth_secret, err, errlen) != 0) {
 		tls_creds_free(nt);
 		return -1;

@@ -422,8 +422,8 @@ ctl_cmd_reload(struct ctl_client *c, json_object *args, json_object *id)
 
 	if (daemon_reload(err, sizeof(err)) != 0) {
 		log_warnx("reload failed, keeping the old credentials: %s", err);
-		ctl_error(c, id, EC_GENERIC, "reload failed, old credentials "
-		    "kept: %s", err);
+		ctl_error(c, id, EC_GENERIC, "reload failed, old settings "
+		    "and credentials kept: %s", err);
 		return;
 	}
 	control_reply(c, ctl_reply_new(NULL, id));

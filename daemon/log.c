@@ -141,6 +141,36 @@ fatalx(const char *fmt, ...)
 	exit(1);
 }
 
+/*
+ * A line about a session: under the journal with structured fields
+ * (SESSION=, PEER=, CHANNEL=, REASON=), otherwise as a plain line.
+ * channel < 0 and NULL strings mean "not applicable".
+ */
+void
+log_ctx(int lvl, const char *session, const char *peer, int channel,
+    const char *reason, const char *fmt, ...)
+{
+	static const int	 sdprio[] = { 3, 4, 6, 7 };
+	char			 msg[2048];
+	va_list			 ap;
+	int			 saved = errno;
+
+	if (lvl > log_lvl)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (!log_sd || systemd_journal(sdprio[lvl], session, peer, channel,
+	    reason, msg) != 0) {
+		if (log_sd)
+			fprintf(stderr, "<%d>%s\n", sdprio[lvl], msg);
+		else
+			fprintf(stderr, "migrelayd: %s: %s\n",
+			    log_level_name(lvl), msg);
+	}
+	errno = saved;
+}
+
 /* Copy src to dst escaping non-printable bytes as \xNN (peer strings). */
 void
 str_escape(char *dst, size_t dstlen, const char *src)

@@ -379,6 +379,9 @@ void		 log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
 void		 fatal(const char *, ...) __attribute__((format(printf, 1, 2), noreturn));
 void		 fatalx(const char *, ...) __attribute__((format(printf, 1, 2), noreturn));
 void		 str_escape(char *dst, size_t dstlen, const char *src);
+void		 log_ctx(int lvl, const char *session, const char *peer,
+		    int channel, const char *reason, const char *fmt, ...)
+		    __attribute__((format(printf, 6, 7)));
 
 /* util.c */
 void		 mono_now(struct timespec *);

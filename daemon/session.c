@@ -322,7 +322,9 @@ session_close_link(struct session *se, int linger)
 static void
 session_summary(struct session *se)
 {
-	log_info("session %s (%s) %s after %llu ms: %llu bytes to the "
+	log_ctx(LOG_LVL_INFO, se->se_id, se->se_peer, -1,
+	    session_state_name(se->se_state), "session %s (%s) %s after %llu "
+	    "ms: %llu bytes to the "
 	    "destination, %llu bytes back, %u stream%s, link %llu sent / %llu "
 	    "received%s%s", se->se_id, se->se_role == ROLE_SOURCE ? "source" :
 	    "destination", session_state_name(se->se_state),
@@ -367,9 +369,11 @@ session_fail(struct session *se, enum se_state final, const char *class,
 	session_close_link(se, 0);
 	session_set_state(se, final);
 	if (final == SE_CANCELLED)
-		log_info("session %s: cancelled", se->se_id);
+		log_ctx(LOG_LVL_INFO, se->se_id, se->se_peer, -1, "cancelled",
+		    "session %s: cancelled", se->se_id);
 	else
-		log_warnx("session %s failed: %s: %s", se->se_id, class,
+		log_ctx(LOG_LVL_WARN, se->se_id, se->se_peer, -1, class,
+		    "session %s failed: %s: %s", se->se_id, class,
 		    se->se_errdesc);
 	session_summary(se);
 	control_session_answer(se);
