@@ -1299,11 +1299,14 @@ scram_suite(void)
 	Suite	*s = suite_create("scram");
 	TCase	*tc = tcase_create("vector");
 
+	/* PBKDF2 under the sanitizers on a loaded machine is slow. */
+	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, rfc7677_client);
 	tcase_add_test(tc, rfc7677_server);
 	tcase_add_test(tc, verifier_roundtrip);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("exchange");
+	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, exchange_plain);
 	tcase_add_test(tc, exchange_cbind);
 	tcase_add_test(tc, cbind_flag_y);
@@ -1313,6 +1316,7 @@ scram_suite(void)
 	tcase_add_test(tc, clear_wipes);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("parser");
+	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, server_first_rejects);
 	tcase_add_test(tc, server_final_rejects);
 	tcase_add_test(tc, client_rejects);
@@ -1321,6 +1325,7 @@ scram_suite(void)
 	tcase_set_timeout(tc, 300);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("timing");
+	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, timing_sanity);
 	suite_add_tcase(s, tc);
 	return s;
