@@ -14,7 +14,6 @@ import os
 import socket
 import ssl
 import struct
-import subprocess
 import sys
 import threading
 import time
@@ -23,28 +22,15 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 import pki  # noqa: E402
 import relay  # noqa: E402
+from relay import check, write_private  # noqa: E402
 
 PASSWORD = "correct horse battery staple"
 
 
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-    relay.log("ok: %s", what)
-
-
-def write_private(path, text):
-    with open(path, "w") as f:
-        f.write(text)
-    os.chmod(path, 0o600)
-    return path
 
 
 def make_verifier(name, password):
-    out = subprocess.run([relay.binary("migrelayd"), "--make-verifier", name],
-                         input=password.encode(), capture_output=True,
-                         check=True)
-    line = out.stdout.decode().strip()
+    line = relay.make_verifier(name, password)
     check(line.startswith(name + ":SCRAM-SHA-256$4096:"),
           "--make-verifier prints a verifier line, no password")
     check(password not in line, "the verifier does not contain the password")

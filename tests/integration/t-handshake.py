@@ -18,6 +18,7 @@ import threading
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 import relay  # noqa: E402
+from relay import check  # noqa: E402
 
 MAGIC = b"\x89MGRLY\r\n"
 GREETING, HELLO, JOIN, WELCOME, REJECT = 1, 2, 3, 4, 5
@@ -86,11 +87,6 @@ def join_proof(token, channel):
     return hmac.new(token, b"migrelay join" + u16(channel),
                     hashlib.sha256).digest()
 
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-    relay.log("ok: %s", what)
 
 
 class FakeDestination:

@@ -17,12 +17,8 @@ import urllib.request
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 import relay  # noqa: E402
+from relay import check  # noqa: E402
 
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-    relay.log("ok: %s", what)
 
 
 def notifications(ns, seconds):

@@ -12,7 +12,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -21,25 +20,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 import pki  # noqa: E402
 import relay  # noqa: E402
+from relay import check  # noqa: E402
+from relay import write_private as private  # noqa: E402
 
 
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-    relay.log("ok: %s", what)
 
-
-def private(path, text):
-    with open(path, "w") as f:
-        f.write(text)
-    os.chmod(path, 0o600)
-    return path
-
-
-def verifier(name, password):
-    return subprocess.run([relay.binary("migrelayd"), "--make-verifier", name],
-                          input=password.encode(), capture_output=True,
-                          check=True).stdout.decode()
 
 
 class Sink:
@@ -95,7 +80,8 @@ def main():
     relay.test_timeout(100)
     with relay.TempDir(prefix="mr-reload-") as d:
         dirs = pki.make_relay_dirs(d.join("pki"), names=("src", "dst"))
-        users = private(d.join("users"), verifier("src", "pw-one"))
+        users = private(d.join("users"),
+                        relay.make_verifier("src", "pw-one") + "\n")
         secret = private(d.join("secret"), "src:pw-one\n")
         sink_path = d.join("sink.sock")
         sink = Sink(sink_path)
@@ -149,7 +135,7 @@ def main():
 
         relay.log("== SCRAM users reload")
         with open(users, "a") as f:
-            f.write(verifier("second", "pw-two"))
+            f.write(relay.make_verifier("second", "pw-two") + "\n")
         check(dst.cmd("reload") == {}, "reload with a new user")
         src2 = d.relay("src2", listen=None, tls_dir=dirs["src"],
                        extra_args=["--auth-secret",

@@ -34,6 +34,7 @@ import time
 __all__ = [
     "SKIP", "FINAL_STATES", "skip", "log", "srcdir", "builddir", "binary",
     "free_port", "test_timeout", "RelayError", "ControlClient", "Relay",
+    "check", "write_private", "make_verifier",
     "TempDir",
 ]
 
@@ -60,6 +61,30 @@ def log(fmt, *args):
     """Print a progress line with the seconds since the test started."""
     msg = fmt % args if args else fmt
     print("[%7.3f] %s" % (time.monotonic() - _T0, msg), flush=True)
+
+
+def check(cond, what):
+    """Assert cond; log "ok: what" when it holds (the scenario's trace)."""
+    if not cond:
+        raise AssertionError(what)
+    log("ok: %s", what)
+
+
+def write_private(path, text):
+    """Write a secret file readable by its owner only; returns path."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
+    return path
+
+
+def make_verifier(name, password):
+    """The SCRAM verifier line `migrelayd --make-verifier name` prints."""
+    out = subprocess.run([binary("migrelayd"), "--make-verifier", name],
+                         input=password.encode(), capture_output=True,
+                         check=True)
+    return out.stdout.decode().strip()
 
 
 def srcdir():
