@@ -117,8 +117,13 @@ class FloodCase(migcase.Case):
         Q.log("destination relay after: %d fds, %d KiB" % (fds, rss))
         migcase.check(fds == self.base_fds, "fds %d, baseline %d" % (
             fds, self.base_fds))
-        migcase.check(rss <= self.base_rss + RSS_SLACK_KIB,
-                      "RSS %d KiB, baseline %d KiB" % (rss, self.base_rss))
+        if "ASAN_OPTIONS" in os.environ:
+            # AddressSanitizer keeps freed memory in quarantine: RSS says
+            # nothing about the relay's own bounds in that build.
+            Q.log("RSS not checked under AddressSanitizer")
+        else:
+            migcase.check(rss <= self.base_rss + RSS_SLACK_KIB,
+                          "RSS %d KiB, baseline %d KiB" % (rss, self.base_rss))
         log = open(self.D.log_path).read()
         migcase.check("too many pending handshakes" in log,
                       "the relay reported the flood")
