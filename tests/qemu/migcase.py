@@ -15,12 +15,22 @@ following the guest's pattern (tests/guest/README), and the destination guest ru
 `cont`.  Failure modes inject a failure mid-migration and check that the source QEMU
 reports `failed` quickly and its guest still runs.
 
+Fault modes (FAULT_INJECTIONS, Case.run_fault) go further: QEMUs killed or stopped, and
+link faults made by tests/tools/faultproxy.py between the relays (stall, reset, corrupted
+bytes) or by dropping every packet of a network namespace holding the destination relay.
+Each measures the time from the fault to the source's `failed`, checks the error class and
+description of both relay sessions, the destination guest never starting, the relays' fds
+(and, for a stopped destination QEMU, their memory and the source's backpressure), then
+migrates the same VM again through the same relays with a new session id.
+
 Usage: t-<mode>.py [--direct] [--keep]   (exit 0 pass, 1 fail, 77 skip)
 """
 
+import atexit
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +38,7 @@ import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+sys.path.insert(0, os.path.join(HERE, "..", "tools"))
 
 import qemu as Q  # noqa: E402
 
@@ -94,6 +105,106 @@ MODES = {
                                         str(STALL_PROGRESS_TIMEOUT_MS)]),
 }
 
+# --- Fault injection around and between the relays (issue 5: graceful failure) ----------
+# These modes run Case.run_fault(): the fault is injected mid-migration, then the test
+# asserts that the source QEMU reports `failed` within the mode's budget (measured from the
+# fault), that its guest keeps running, that the destination guest never starts, that both
+# relay sessions end in the expected final state with an error class and description
+# (FAULT_EXPECT), and that the relays' file descriptors are back at their baseline.  Then
+# (unless retry=False) the same VM migrates again through the same relays, with a new
+# session id and a fresh destination QEMU, and must complete with identical RAM.
+# The relays do not re-establish broken channels (yet): a lost channel fails the session.
+FAULT_TIMEOUT_MS = 3000      # --link-timeout / --progress-timeout in the timeout modes
+FAULT_TICK_S = 1.0           # the relays check link and progress timeouts once a second
+FAULT_SLACK_S = 2.0          # scheduling on two loaded cores, QEMU noticing the close
+TIMEOUT_FAIL_WITHIN_S = FAULT_TIMEOUT_MS / 1000.0 + FAULT_TICK_S + FAULT_SLACK_S
+RETRY_SID = "vm1-retry"
+RSS_BUDGET_KIB = 64 * 1024   # a relay may grow this much over its baseline under a fault
+BACKPRESSURE_SETTLE_S = 1.0  # stop-dst-qemu: after this, the source must be held back
+BACKPRESSURE_MAX_GROWTH = 1 * Q.MiB   # ... its `transferred` may grow this much at most
+CORRUPT_AHEAD = 64 * 1024    # corrupt the byte this far ahead of what the proxy has read
+FDS_SETTLE_S = 5.0           # relay fds must be back at their baseline this soon
+
+FAULT_INJECTIONS = {
+    "kill-dst-qemu": ("SIGKILL the destination QEMU", {"S": "failed", "D": "failed"}),
+    "kill-src-qemu": ("SIGKILL the source QEMU", {"S": "failed", "D": "failed"}),
+    "proxy-stall": ("stall the link in the fault proxy (sockets open, nothing forwarded)",
+                    {"S": "failed", "D": "failed"}),
+    "proxy-reset": ("reset (RST) every link connection in the fault proxy",
+                    {"S": "failed", "D": "failed"}),
+    "corrupt-tls": ("flip one byte of the TLS link stream (source -> destination)",
+                    {"S": "failed", "D": "failed"}),
+    "corrupt-frame": ("flip the type byte of one DATA frame header on the plaintext link",
+                      {"S": "failed", "D": "failed"}),
+    "corrupt-payload": ("flip one byte of DATA payload on the plaintext link (source "
+                        "guest paused, so no later pass resends the page)",
+                        {"S": "failed", "D": "failed"}),
+    "stop-dst-qemu": ("SIGSTOP the destination QEMU (it stops reading)",
+                      {"S": "failed", "D": "failed"}),
+    "netns-unreachable": ("drop every packet of the destination relay's network namespace",
+                          {"S": "failed", "D": "failed"}),
+}
+INJECTIONS.update(FAULT_INJECTIONS)
+
+# Per fault and relay: (error classes allowed or None for any, regular expression the error
+# description must match or None).  The relay that sees the fault first reports it in its
+# own words; the other one reports the peer's ABORT ("peer relay ended the session: ...")
+# or, when the link is gone, the link loss.
+_LINK_LOST = r"lost|silent|reset|closed|timed out|timeout|unreachable"
+FAULT_EXPECT = {
+    "kill-dst-qemu": {"D": (None, r"(?i)qemu|connection|writing|reading"), "S": (None, None)},
+    "kill-src-qemu": {"S": (None, r"(?i)qemu|connection|writing|reading|stream"),
+                      "D": (None, None)},
+    "proxy-stall": {"S": (("PeerUnreachable", "Timeout"), r"(?i)silent|timeout|timed out"),
+                    "D": (("PeerUnreachable", "Timeout"), r"(?i)silent|timeout|timed out")},
+    "proxy-reset": {"S": (("PeerUnreachable",), r"(?i)" + _LINK_LOST),
+                    "D": (("PeerUnreachable",), r"(?i)" + _LINK_LOST)},
+    # the destination relay decrypts the damaged record: TLS must say so
+    "corrupt-tls": {"D": (None, r"(?i)tls|ssl|decrypt|bad record mac|integrity"),
+                    "S": (None, None)},
+    "corrupt-frame": {"D": (None, r"(?i)protocol error"), "S": (None, None)},
+    "corrupt-payload": {"D": (None, None), "S": (None, None)},
+    # whichever relay's progress timeout fires, the source's error names it
+    "stop-dst-qemu": {"S": (None, r"(?i)progress"), "D": (None, None)},
+    "netns-unreachable": {"S": (("PeerUnreachable", "Timeout"), r"(?i)" + _LINK_LOST),
+                          "D": (("PeerUnreachable", "Timeout"), r"(?i)" + _LINK_LOST)},
+}
+
+_LINK_TIMEOUT_ARGS = ["--link-timeout", str(FAULT_TIMEOUT_MS)]
+_PROGRESS_TIMEOUT_ARGS = ["--progress-timeout", str(FAULT_TIMEOUT_MS)]
+MODES.update({
+    # QEMU sends in bursts (max-bandwidth): the kill usually falls between two, when the
+    # destination QEMU has read every byte written to it.  What the relays then see, the
+    # destination QEMU closing its connection after 8 return-path bytes (PONG) and then
+    # the source closing its own, differs from the end of a successful return-path
+    # migration only in the missing SHUT message.
+    "kill-dst-qemu": dict(caps={"return-path": True}, inject="kill-dst-qemu"),
+    # at full speed: the destination relay is writing when its QEMU dies
+    "kill-dst-qemu-busy": dict(caps={"return-path": True}, inject="kill-dst-qemu",
+                               busy=True),
+    # no source guest afterwards: the relay sessions must fail within FAIL_WITHIN_S and
+    # release their fds; the retry migrates a fresh VM through the same relays
+    "kill-src-qemu": dict(caps={"return-path": True}, inject="kill-src-qemu"),
+    "proxy-stall": dict(caps={"return-path": True}, inject="proxy-stall", proxy=True,
+                        relay_channels=2, relay_args=_LINK_TIMEOUT_ARGS,
+                        fail_within=TIMEOUT_FAIL_WITHIN_S),
+    "proxy-reset": dict(caps={"return-path": True}, inject="proxy-reset", proxy=True,
+                        relay_channels=2),
+    "corrupt-tls": dict(caps={"return-path": True}, inject="corrupt-tls", proxy=True,
+                        tls=True),
+    "corrupt-frame": dict(caps={"return-path": True}, inject="corrupt-frame", proxy=True,
+                          tls=False),
+    "corrupt-payload": dict(caps={"return-path": True}, inject="corrupt-payload",
+                            proxy=True, tls=False, src_paused=True),
+    # full speed, so data keeps coming while the destination QEMU reads nothing
+    "stop-dst-qemu": dict(caps={"return-path": True}, inject="stop-dst-qemu", busy=True,
+                          relay_args=_PROGRESS_TIMEOUT_ARGS,
+                          fail_within=TIMEOUT_FAIL_WITHIN_S, sample=True),
+    "netns-unreachable": dict(caps={"return-path": True}, inject="netns-unreachable",
+                              netns=True, relay_channels=2, relay_args=_LINK_TIMEOUT_ARGS,
+                              fail_within=TIMEOUT_FAIL_WITHIN_S),
+})
+
 
 def fmt_session(se):
     """One line for a relay session object."""
@@ -119,7 +230,607 @@ def check(cond, msg):
         raise Failure(msg)
 
 
-class Case:
+# --- Fault-injection helpers ---------------------------------------------------------------
+
+class NetNS:
+    """A network namespace joined to this one by a veth pair, for the destination relay:
+    host side HOST_ADDR/30 here, NS_ADDR/30 inside.  drop() makes the namespace's host
+    vanish (every packet in and out of its veth is dropped, nft or iptables inside the
+    namespace, so nothing of this host's own firewall is touched); heal() undoes it.
+    create() raises Q.Skip when namespaces, veth or a packet filter are not available."""
+
+    TABLE = "migrelay_fault"
+
+    def __init__(self):
+        pid = os.getpid()
+        self.name = "mrft%d" % pid
+        self.host_if = "mrh%d" % (pid % 10000000)
+        self.ns_if = "mrn%d" % (pid % 10000000)
+        x, y = (pid >> 6) & 0xff, (pid & 0x3f) * 4
+        self.host_addr = "10.213.%d.%d" % (x, y + 1)
+        self.ns_addr = "10.213.%d.%d" % (x, y + 2)
+        self.created = False
+        self.dropping = False
+        self.tool = None
+
+    def _run(self, argv, ns=False, input=None):
+        if ns:
+            argv = self.exec_prefix() + argv
+        p = subprocess.run(argv, input=input, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, universal_newlines=True)
+        return p.returncode, p.stdout.strip()
+
+    def _must(self, argv, ns=False, input=None):
+        rc, out = self._run(argv, ns=ns, input=input)
+        if rc != 0:
+            raise RuntimeError("%s: exit %d: %s" % (" ".join(argv), rc, out))
+        return out
+
+    def exec_prefix(self):
+        return ["ip", "netns", "exec", self.name]
+
+    def create(self):
+        if shutil.which("ip") is None:
+            raise Q.Skip("'ip' (iproute2) not found: no network namespace")
+        if shutil.which("nft"):
+            self.tool = "nft"
+        elif shutil.which("iptables"):
+            self.tool = "iptables"
+        else:
+            raise Q.Skip("neither nft nor iptables is installed (apt-get install nftables)")
+        # namespaces left behind by test processes that were killed
+        rc, out = self._run(["ip", "netns", "list"])
+        for line in out.splitlines() if rc == 0 else []:
+            name = (line.split() or [""])[0]
+            if (name.startswith("mrft") and name[4:].isdigit()
+                    and not os.path.exists("/proc/" + name[4:])):
+                self._run(["ip", "netns", "del", name])
+        rc, out = self._run(["ip", "netns", "add", self.name])
+        if rc != 0:
+            raise Q.Skip("network namespaces are not permitted here: %s" % out)
+        self.created = True
+        atexit.register(self.destroy)
+        rc, out = self._run(["ip", "link", "add", self.host_if, "type", "veth", "peer",
+                             "name", self.ns_if, "netns", self.name])
+        if rc != 0:
+            raise Q.Skip("cannot create a veth pair: %s" % out)
+        self._must(["ip", "addr", "add", self.host_addr + "/30", "dev", self.host_if])
+        self._must(["ip", "link", "set", self.host_if, "up"])
+        self._must(["ip", "-n", self.name, "addr", "add", self.ns_addr + "/30",
+                    "dev", self.ns_if])
+        self._must(["ip", "-n", self.name, "link", "set", self.ns_if, "up"])
+        self._must(["ip", "-n", self.name, "link", "set", "lo", "up"])
+        # the packet filter must work in there before the test relies on it
+        self.drop()
+        self.heal()
+        Q.log("network namespace %s: %s (%s) <-> %s (%s), packet filter %s"
+              % (self.name, self.host_addr, self.host_if, self.ns_addr, self.ns_if,
+                 self.tool))
+
+    def drop(self):
+        """Drop every packet in and out of the namespace's veth."""
+        if self.tool == "nft":
+            rules = ("table inet %s {\n"
+                     " chain in { type filter hook input priority -300; policy accept;"
+                     " iifname \"%s\" drop; }\n"
+                     " chain out { type filter hook output priority -300; policy accept;"
+                     " oifname \"%s\" drop; }\n}\n" % (self.TABLE, self.ns_if, self.ns_if))
+            rc, out = self._run(["nft", "-f", "-"], ns=True, input=rules)
+        else:
+            rc, out = self._run(["iptables", "-I", "INPUT", "-i", self.ns_if, "-j", "DROP"],
+                                ns=True)
+            if rc == 0:
+                rc, out = self._run(["iptables", "-I", "OUTPUT", "-o", self.ns_if,
+                                     "-j", "DROP"], ns=True)
+        if rc != 0:
+            raise Q.Skip("%s cannot filter packets in a namespace here: %s"
+                         % (self.tool, out))
+        self.dropping = True
+
+    def heal(self):
+        if not self.dropping:
+            return
+        if self.tool == "nft":
+            self._must(["nft", "delete", "table", "inet", self.TABLE], ns=True)
+        else:
+            self._must(["iptables", "-D", "INPUT", "-i", self.ns_if, "-j", "DROP"], ns=True)
+            self._must(["iptables", "-D", "OUTPUT", "-o", self.ns_if, "-j", "DROP"], ns=True)
+        self.dropping = False
+
+    def destroy(self):
+        """Remove the namespace (its veth end, and so the pair, goes with it)."""
+        if not self.created:
+            return
+        self.created = False
+        rc, out = self._run(["ip", "netns", "del", self.name])
+        if rc != 0:
+            Q.log("removing network namespace %s: %s" % (self.name, out))
+        self._run(["ip", "link", "del", self.host_if])    # normally gone already
+
+
+def ns_relay_class(R):
+    """relay.Relay whose daemon runs inside a network namespace (argv prefix)."""
+    class NsRelay(R.Relay):
+        def __init__(self, *args, prefix=(), **kw):
+            self.prefix = list(prefix)
+            super().__init__(*args, **kw)
+
+        def argv(self):
+            return self.prefix + super().argv()
+    return NsRelay
+
+
+def secure_relay_config_hosts(directory, relay_module, hosts):
+    """Q.secure_relay_config() with server certificates for `hosts` (the namespace's
+    address too)."""
+    import pki
+    pki.require_openssl()
+    tls = pki.make_relay_dirs(directory, names=("src", "dst"), hosts=tuple(hosts))
+    password = "migrelay-e2e-%d-%d" % (os.getpid(), int(time.time()))
+    out = subprocess.run([relay_module.binary("migrelayd"), "--make-verifier", "src"],
+                         input=password.encode(), stdout=subprocess.PIPE, check=True)
+    files = {}
+    for name, text in (("users", out.stdout.decode()), ("secret", "src:%s\n" % password)):
+        files[name] = os.path.join(directory, name)
+        fd = os.open(files[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+    return tls, {"dst": ["--auth-users", files["users"]],
+                 "src": ["--auth-secret", files["secret"]]}
+
+
+class FrameTap:
+    """A fault-proxy tap that follows the plaintext link framing of connection 0, source
+    to destination (8-byte magic, then frames of a 20-byte header: type, flags, reserved,
+    stream, seq, len, and len bytes of payload; migrelay-protocol(7)) and, once armed,
+    XORs one byte of the next DATA (0x11) frame: `field` "type" (header byte 0), or
+    "payload": a byte of guest page content in the frame's payload.  Guest pages are zero
+    but for byte 0 (tests/guest), and a QEMU page header (be64 address|flags) ends in a
+    non-zero byte, so a byte with 8 zero bytes before it and 31 after it is page content."""
+
+    MAGIC = 8
+    HDR = 20
+    DATA = 0x11
+    ZEROS = b"\0" * 40
+
+    def __init__(self, field="type", xor=0x40):
+        self.field = field
+        self.xor = xor
+        self.next_hdr = self.MAGIC      # stream offset of the next frame header
+        self.hdr = bytearray()          # the header being collected (may span reads)
+        self.hdr_start = None
+        self.payload = None             # (start, end, type) of the frame being passed
+        self.armed = False
+        self.done = None                # (offset, old, new, monotonic time)
+        self.frames = 0
+
+    def _flip(self, data, offset, at):
+        buf = bytearray(data)
+        old = buf[at - offset]
+        buf[at - offset] ^= self.xor
+        self.done = (at, old, buf[at - offset], time.monotonic())
+        self.armed = False
+        return bytes(buf)
+
+    def __call__(self, conn, direction, offset, data):
+        if conn != 0 or direction != "up" or self.done is not None:
+            return None
+        end = offset + len(data)
+        pos = offset
+        while pos < end:
+            if self.payload is not None:
+                pstart, pend, ptype = self.payload
+                stop = min(end, pend)
+                if self.armed and self.field == "payload" and ptype == self.DATA:
+                    lo, hi = max(pos, pstart + 64), stop - 31
+                    if hi > lo:
+                        i = data.find(self.ZEROS, lo - 8 - offset, hi + 31 - offset)
+                        if i >= 0:
+                            return self._flip(data, offset, offset + i + 8)
+                pos = stop
+                if pos >= pend:
+                    self.payload = None
+                continue
+            if pos < self.next_hdr:             # the magic
+                pos = min(end, self.next_hdr)
+                continue
+            if not self.hdr:
+                self.hdr_start = pos
+            take = data[pos - offset:pos - offset + self.HDR - len(self.hdr)]
+            self.hdr += take
+            pos += len(take)
+            if len(self.hdr) < self.HDR:
+                break
+            ftype = self.hdr[0]
+            flen = int.from_bytes(self.hdr[16:20], "big")
+            self.frames += 1
+            if (self.armed and self.field == "type" and ftype == self.DATA
+                    and self.hdr_start >= offset):
+                return self._flip(data, offset, self.hdr_start)
+            self.next_hdr = self.hdr_start + self.HDR + flen
+            self.hdr = bytearray()
+            if flen:
+                self.payload = (self.hdr_start + self.HDR, self.next_hdr, ftype)
+        return None
+
+
+class FaultMixin:
+    """Case methods of the fault modes (see FAULT_INJECTIONS)."""
+
+    def cleanup_faults(self):
+        if self.proxy is not None:
+            try:
+                self.proxy.stop()
+            except Exception as e:
+                Q.log("stopping the fault proxy: %s" % e)
+            self.proxy = None
+        if self.netns is not None:
+            self.netns.destroy()
+            self.netns = None
+
+    def relay_baselines(self):
+        """fds and RSS of every relay before the first session."""
+        self.fd_base = {}
+        self.rss_base = {}
+        for r in self.relays:
+            self.fd_base[r.name] = r.fd_count()
+            self.rss_base[r.name] = r.rss_kib()
+        Q.log("relay baselines: %s" % ", ".join(
+            "%s %d fds, RSS %d KiB" % (r.name, self.fd_base[r.name], self.rss_base[r.name])
+            for r in self.relays))
+
+    def check_fds_released(self):
+        """Every live relay is back at its baseline fd count (within FDS_SETTLE_S)."""
+        for r in self.relays:
+            if not r.is_running() or r.pid in self.stopped:
+                continue
+            deadline = time.monotonic() + FDS_SETTLE_S
+            while True:
+                n = r.fd_count()
+                if n <= self.fd_base[r.name]:
+                    break
+                if time.monotonic() > deadline:
+                    fds = []
+                    for fd in sorted(os.listdir("/proc/%d/fd" % r.pid), key=int):
+                        try:
+                            fds.append("%s->%s" % (fd, os.readlink(
+                                "/proc/%d/fd/%s" % (r.pid, fd))))
+                        except OSError:
+                            pass
+                    raise Failure("relay %s holds %d fds %.0f s after the failure, %d "
+                                  "before the session: %s" % (r.name, n, FDS_SETTLE_S,
+                                                              self.fd_base[r.name],
+                                                              " ".join(fds)))
+                time.sleep(0.1)
+            Q.log("relay %s: %d fds (baseline %d)" % (r.name, n, self.fd_base[r.name]))
+
+    def check_dst_never_started(self):
+        """The destination guest never ran: no RESUME event; if its QEMU is still
+        alive, it is not running."""
+        q = self.dst
+        if q.alive() and q.qmp is not None:
+            try:
+                q.qmp.pump()
+                st = q.run_state(timeout=5)
+                check(st != "running", "destination guest is running (%s)" % st)
+                Q.log("destination QEMU still alive, run state %s" % st)
+            except (ConnectionError, OSError, TimeoutError) as e:
+                Q.log("destination QEMU: %s" % e)
+        else:
+            Q.log("destination QEMU exited with %s"
+                  % (q.proc.returncode if q.proc else None))
+        resumes = [e for e in (q.qmp.events if q.qmp is not None else [])
+                   if e["event"] == "RESUME"]
+        check(not resumes, "destination QEMU sent RESUME: its guest started")
+
+    def wait_relay_finals(self, t_fault, within):
+        """Wait until both relay sessions are in a final state; {key: (session, seconds
+        from the fault)}.  A relay that died is recorded as (None, None)."""
+        finals = {}
+        fault_wall = time.time() - (time.monotonic() - t_fault)
+        for key, r in (("S", self.S), ("D", self.D)):
+            if not r.is_running():
+                finals[key] = (None, None)
+                continue
+            se = r.wait_state(self.sid, Q.FINAL_STATES,
+                              timeout=max(1.0, t_fault + within - time.monotonic()) + 10)
+            t_final = time.monotonic() - t_fault
+            # the relay's SESSION_STATE event says when exactly (wall clock)
+            ev = self._final_event(r, se.get("state"))
+            if ev is not None:
+                ts = ev.get("timestamp", {})
+                t_final = ts.get("seconds", 0) + ts.get("microseconds", 0) / 1e6 - fault_wall
+            finals[key] = (se, t_final)
+            Q.log("%s relay session (final %.3f s after the fault): %s"
+                  % (r.name, t_final, fmt_session(se)))
+        return finals
+
+    def _final_event(self, r, state, timeout=2.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            for ev in r.events():
+                d = ev.get("data", {})
+                if (ev.get("event") == "SESSION_STATE" and d.get("id") == self.sid
+                        and d.get("state") == state):
+                    return ev
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.02)
+
+    def source_failed_at(self, t_fault, t_polled):
+        """Seconds from the fault to the source QEMU's MIGRATION failed event (its QMP
+        timestamp), else to when polling saw `failed`."""
+        self.src.qmp.pump()
+        fault_wall = time.time() - (time.monotonic() - t_fault)
+        for ev in self.src.qmp.events:
+            if ev["event"] == "MIGRATION" and ev.get("data", {}).get("status") == "failed":
+                ts = ev["timestamp"]
+                t = ts["seconds"] + ts["microseconds"] / 1e6 - fault_wall
+                if 0 <= t <= t_polled + 0.5:
+                    return t
+        return t_polled
+
+    def assert_relay_finals(self, inject, finals):
+        """Both sessions end as FAULT_INJECTIONS says, with error class and description
+        as FAULT_EXPECT says."""
+        import re
+        what, want = INJECTIONS[inject]
+        expect = FAULT_EXPECT.get(inject, {})
+        for key, r in (("S", self.S), ("D", self.D)):
+            w = want[key]
+            if w is None:
+                continue
+            se, _ = finals[key]
+            check(se is not None, "%s relay died (status %s) after: %s"
+                  % (r.name, r.proc.returncode, what))
+            check(se.get("state") == w, "%s relay session ended %r, expected %r (%s)"
+                  % (r.name, se.get("state"), w, what))
+            if se.get("state") == "failed":
+                err = se.get("error")
+                check(isinstance(err, dict) and err.get("class") and err.get("desc"),
+                      "%s relay: failed session has no error object: %r" % (r.name, err))
+                classes, pattern = expect.get(key, (None, None))
+                if classes is not None:
+                    check(err["class"] in classes, "%s relay: error class %s, expected %s "
+                          "(%s)" % (r.name, err["class"], "/".join(classes), err["desc"]))
+                if pattern is not None:
+                    check(re.search(pattern, err["desc"]), "%s relay: error description "
+                          "%r does not match %r" % (r.name, err["desc"], pattern))
+
+    def migrate_until_inject_point(self, params, inject_after):
+        t0 = self.begin_migration(params)
+        next_line = 0
+        while True:
+            info = self.src.query_migrate()
+            st = info.get("status")
+            check(st not in Q.FINAL_STATES, "source migration %s before the failure was "
+                  "injected: %s" % (st, info.get("error-desc", "")))
+            now = time.monotonic()
+            if now >= next_line:
+                Q.log(self.progress_line(t0, info))
+                next_line = now + 1.0
+            if st == "active" and info.get("ram", {}).get("transferred", 0) >= inject_after:
+                break
+            check(now - t0 < 30, "migration did not get going in 30 s")
+            time.sleep(0.05)
+        Q.log(self.progress_line(t0, info))
+        for r in (self.S, self.D):
+            se = r.session(self.sid)
+            check(se.get("state") == "active", "%s relay session %r mid-migration"
+                  % (r.name, se.get("state")))
+        return t0
+
+    def inject_fault(self, inject):
+        """Inject the fault; return the monotonic time at which it took effect."""
+        if inject == "kill-dst-qemu":
+            ti = time.monotonic()
+            self.dst.kill()
+        elif inject == "kill-src-qemu":
+            ti = time.monotonic()
+            self.src.kill()
+        elif inject == "proxy-stall":
+            ti = time.monotonic()
+            self.proxy.stall()
+        elif inject == "proxy-reset":
+            ti = time.monotonic()
+            n = self.proxy.reset_all()
+            want = self.m.get("relay_channels", 1)
+            check(n == want, "the proxy reset %d connections, the link has %d channels"
+                  % (n, want))
+        elif inject == "corrupt-tls":
+            off = self.proxy.corrupt(conn=0, after=CORRUPT_AHEAD, direction="up", xor=0x5A)
+            done = self.proxy.wait_corrupted(timeout=10)
+            check(done, "the corrupted byte (offset %d) never went through the proxy" % off)
+            ti = done[0]["time"]
+            Q.log("corrupted link byte %(offset)d of channel %(conn)d %(direction)s: "
+                  "0x%(old)02x -> 0x%(new)02x" % done[0])
+        elif inject in ("corrupt-frame", "corrupt-payload"):
+            self.tap.armed = True
+            deadline = time.monotonic() + 10
+            while self.tap.done is None:
+                check(time.monotonic() < deadline, "no DATA frame went through the proxy "
+                      "in 10 s")
+                time.sleep(0.005)
+            off, old, new, ti = self.tap.done
+            Q.log("corrupted link byte %d (%s of a DATA frame) of channel 0: 0x%02x -> "
+                  "0x%02x" % (off, self.tap.field, old, new))
+        elif inject == "stop-dst-qemu":
+            ti = time.monotonic()
+            os.kill(self.dst.pid, signal.SIGSTOP)
+            self.stopped.append(self.dst.pid)
+        elif inject == "netns-unreachable":
+            ti = time.monotonic()
+            self.netns.drop()
+        else:
+            raise Failure("unknown fault %r" % inject)
+        return ti
+
+    def wait_source_failed(self, t_fault, within, sample=False):
+        """Poll the source QEMU until `failed`; with sample, also record (t, transferred,
+        RSS of each relay) about every 0.1 s.  Returns (info, samples)."""
+        samples = []
+        deadline = t_fault + within + 10
+        while True:
+            info = self.src.query_migrate()
+            st = info.get("status")
+            now = time.monotonic()
+            if sample and st not in Q.FINAL_STATES:    # (a failed one reports no RAM)
+                rss = {}
+                for r in self.relays:
+                    if r.is_running():
+                        try:
+                            rss[r.name] = r.rss_kib()
+                        except OSError:
+                            pass
+                samples.append((now - t_fault, info.get("ram", {}).get("transferred", 0),
+                                rss))
+            if st == "failed":
+                return info, samples
+            if st in Q.FINAL_STATES:
+                raise Failure("source migration %s after the fault, expected failed%s"
+                              % (st, ": " + info["error-desc"] if "error-desc" in info
+                                 else ""))
+            if now > deadline:
+                raise Failure("source migration still %r %.1f s after the fault"
+                              % (st, now - t_fault))
+            time.sleep(0.1 if sample else 0.05)
+
+    def check_bounded(self, samples):
+        """stop-dst-qemu: relays' RSS within budget, the source held back."""
+        for r in self.relays:
+            peak = max([s[2].get(r.name, 0) for s in samples] or [0])
+            base = self.rss_base[r.name]
+            Q.log("relay %s RSS: baseline %d KiB, peak %d KiB while the destination QEMU "
+                  "was stopped (+%d KiB)" % (r.name, base, peak, peak - base))
+            check(peak <= base + RSS_BUDGET_KIB, "relay %s grew to %d KiB RSS (baseline %d "
+                  "KiB, budget +%d KiB)" % (r.name, peak, base, RSS_BUDGET_KIB))
+        settled = [s for s in samples if s[0] >= BACKPRESSURE_SETTLE_S]
+        check(len(settled) >= 5, "only %d samples more than %.1f s after the stop: the "
+              "failure came too early to see backpressure" % (len(settled),
+                                                           BACKPRESSURE_SETTLE_S))
+        growth = settled[-1][1] - settled[0][1]
+        Q.log("source QEMU transferred %s at the stop, %s at +%.1f s, %s at +%.1f s "
+              "(growth %s over the last %.1f s)"
+              % (Q.fmt_bytes(samples[0][1]), Q.fmt_bytes(settled[0][1]), settled[0][0],
+                 Q.fmt_bytes(settled[-1][1]), settled[-1][0], Q.fmt_bytes(growth),
+                 settled[-1][0] - settled[0][0]))
+        check(growth <= BACKPRESSURE_MAX_GROWTH, "the source QEMU was not held back: it "
+              "sent %s more between +%.1f s and +%.1f s after the destination QEMU stopped"
+              % (Q.fmt_bytes(growth), settled[0][0], settled[-1][0]))
+
+    def run_fault(self):
+        inject = self.m["inject"]
+        what, want = INJECTIONS[inject]
+        busy = self.m.get("busy", False)
+        within = self.m.get("fail_within", FAIL_WITHIN_S)
+        if inject in ("corrupt-frame", "corrupt-payload"):
+            self.tap = FrameTap(field="type" if inject == "corrupt-frame" else "payload",
+                                xor=0x40 if inject == "corrupt-frame" else 0x5A)
+            self.proxy.set_tap(self.tap)
+        self.relay_baselines()
+        if self.m.get("src_paused"):
+            self.src.execute("stop")
+            Q.log("source guest paused: every page is sent once")
+        t0 = self.migrate_until_inject_point(Q.BUSY_PARAMS if busy else Q.SLOW_PARAMS,
+                                             INJECT_AFTER_BUSY if busy else INJECT_AFTER)
+        Q.log("inject: %s" % what)
+        ti = self.inject_fault(inject)
+        self.timing("failure injected after", ti - t0)
+
+        if inject == "kill-src-qemu":
+            # no source guest any more: the relays must fail their sessions promptly
+            finals = self.wait_relay_finals(ti, within)
+            t_rel = max(t for _, t in finals.values() if t is not None)
+            self.timing("relay sessions final after", t_rel)
+            self.check_dst_never_started()
+            self.check_fds_released()
+            self.assert_relay_finals(inject, finals)
+            check(t_rel <= within, "relay sessions took %.1f s (> %.0f s) to fail"
+                  % (t_rel, within))
+            return
+
+        if self.m.get("src_paused"):
+            # The migration may complete only with the destination's RAM intact.
+            info = self.src.wait_status(Q.FINAL_STATES, timeout=60, poll=0.05)
+            t_end = time.monotonic() - ti
+            if info.get("status") == "failed":
+                t_end = self.source_failed_at(ti, t_end)
+            st = info.get("status")
+            Q.log("source migration %s %.3f s after the corruption%s" % (
+                st, t_end, ": " + info["error-desc"] if "error-desc" in info else ""))
+            if st == "completed":
+                self.dst.wait_status("completed", timeout=30)
+                r = Q.dump_and_check(self.src, self.dst, self.workdir, keep=True)
+                Q.log("memory check: " + r.summary())
+                check(r.ok, "the migration COMPLETED with a corrupted guest (one flipped "
+                      "byte on the plaintext link reached the destination's RAM): "
+                      + r.summary())
+                raise Failure("migration completed although a payload byte was corrupted "
+                              "and the guest was paused (RAM intact?): expected a failure")
+            check(st == "failed", "source migration %s, expected failed" % st)
+            self.timing("source QEMU failed after", t_end)
+            check(t_end <= within, "source took %.1f s (> %.0f s) to report failed"
+                  % (t_end, within))
+            check(self.src.run_state() == "paused", "source guest not paused after the "
+                  "failure: %s" % self.src.run_state())
+            self.src.execute("cont")
+        else:
+            info, samples = self.wait_source_failed(ti, within, sample=self.m.get("sample"))
+            t_fail = self.source_failed_at(ti, time.monotonic() - ti)
+            self.timing("source QEMU failed after", t_fail)
+            Q.log("source error-desc: %s" % info.get("error-desc"))
+            Q.log("source migration states: %s" % " ".join(self.src.migration_events()))
+            check(t_fail <= within, "source took %.1f s (> %.0f s) to report failed"
+                  % (t_fail, within))
+            if self.m.get("sample"):
+                self.check_bounded(samples)
+        ok, why = Q.guest_runs(self.src, timeout=5)
+        check(ok, "source guest after the failure: %s" % why)
+        Q.log("source guest: %s" % why)
+        finals = self.wait_relay_finals(ti, within)
+        self.timing("failure handled (inject -> relay final)",
+                    max([t for _, t in finals.values() if t is not None] or [0]))
+        if self.dst.pid in self.stopped:
+            # let the destination QEMU see the closed connection now
+            os.kill(self.dst.pid, signal.SIGCONT)
+            self.stopped.remove(self.dst.pid)
+            time.sleep(0.5)
+        self.check_dst_never_started()
+        self.check_fds_released()
+        self.assert_relay_finals(inject, finals)
+
+    def run_retry(self):
+        """The next migration of the same VM, through the same relays (healed link), with a
+        new session id and a fresh destination QEMU, must succeed."""
+        Q.log("--- retry: migrate again through the same relays, session %s" % RETRY_SID)
+        t0 = time.monotonic()
+        if self.proxy is not None:
+            self.proxy.clear()
+        if self.netns is not None:
+            self.netns.heal()
+        old = self.dst
+        if old.pid in self.stopped:
+            os.kill(old.pid, signal.SIGCONT)
+            self.stopped.remove(old.pid)
+        old.stop(timeout=5)
+        if not self.src.alive():
+            # kill-src-qemu: that VM is gone; a fresh one goes through the same relays
+            self.src = Q.Qemu(self.workdir, "src2", self.image, mem_mib=MEM_MIB)
+            self.qemus.append(self.src)
+            self.src.start(skip_on_failure=False)
+            self.src.wait_serial(b"B", timeout=30)
+        self.dst = Q.Qemu(self.workdir, "dst2", self.image, mem_mib=MEM_MIB, incoming=True)
+        self.qemus.append(self.dst)
+        self.dst.start(skip_on_failure=False)
+        self.timing("retry: QEMU(s) started", time.monotonic() - t0)
+        self.sid = RETRY_SID
+        self.run_success()
+        ids = sorted(se.get("id") for se in self.S.cmd("query-sessions"))
+        check(SID in ids and RETRY_SID in ids, "source relay sessions %s" % ids)
+        Q.log("retry completed through the same relays; sessions %s" % ", ".join(ids))
+
+
+class Case(FaultMixin):
     def __init__(self, mode, direct=False, keep=False):
         self.mode = mode
         self.m = MODES[mode]
@@ -136,6 +847,10 @@ class Case:
         self.src = self.dst = None
         self.S = self.D = None
         self.stopped = []       # pids we sent SIGSTOP (SIGCONT before teardown)
+        self.sid = SID          # relay session id (a retry after a failure uses another)
+        self.proxy = None       # FaultProxy between the relays (fault modes)
+        self.netns = None       # NetNS holding the destination relay (fault modes)
+        self.image = None
 
     # --- bookkeeping
 
@@ -185,6 +900,7 @@ class Case:
                         data = f.read()[-20000:].decode("utf-8", "replace")
                     print("----- relay %s (%s), last 20000 bytes -----\n%s"
                           % (getattr(r, "name", "?"), lp, data))
+        self.cleanup_faults()
         if self.workdir:
             if failed or self.keep:
                 Q.log("kept %s" % self.workdir)
@@ -203,13 +919,32 @@ class Case:
         t0 = time.monotonic()
         tls = {"src": None, "dst": None}
         extra = {"src": [], "dst": []}
-        if self.secure:
+        dst_listen = "127.0.0.1:0"
+        if self.m.get("netns"):
+            # the destination relay lives in a network namespace of its own
+            self.netns = NetNS()
+            self.netns.create()
+            dst_listen = "%s:0" % self.netns.ns_addr
+            self.timing("network namespace %s made" % self.netns.name, time.monotonic() - t0)
+            t0 = time.monotonic()
+        if self.secure and self.netns is not None:
+            tls, extra = secure_relay_config_hosts(
+                os.path.join(self.workdir, "pki"), R,
+                ("127.0.0.1", "localhost", self.netns.ns_addr))
+            self.timing("test PKI and SCRAM verifier made", time.monotonic() - t0)
+            t0 = time.monotonic()
+        elif self.secure:
             tls, extra = Q.secure_relay_config(os.path.join(self.workdir, "pki"), R)
             self.timing("test PKI and SCRAM verifier made", time.monotonic() - t0)
             t0 = time.monotonic()
         for k in extra:
             extra[k] = extra[k] + self.m.get("relay_args", [])
-        self.D = R.Relay(self.workdir, "dst", tls_dir=tls["dst"], extra_args=extra["dst"])
+        if self.netns is not None:
+            self.D = ns_relay_class(R)(self.workdir, "dst", tls_dir=tls["dst"],
+                                       extra_args=extra["dst"], listen=dst_listen,
+                                       prefix=self.netns.exec_prefix())
+        else:
+            self.D = R.Relay(self.workdir, "dst", tls_dir=tls["dst"], extra_args=extra["dst"])
         self.relays.append(self.D)
         # With authentication on, the source relay only dials out (--no-listen): a
         # listening relay would need verifiers of its own.
@@ -219,6 +954,17 @@ class Case:
         self.D.start()
         self.S.start()
         self.timing("relays started", time.monotonic() - t0)
+        if self.m.get("proxy"):
+            # the source relay dials the proxy, the proxy the destination relay
+            import faultproxy
+            self.proxy = faultproxy.FaultProxy(
+                self.D.peer_addr(), name="link",
+                verbose=os.environ.get("MIGRELAY_TEST_PROXY_VERBOSE") == "1").start()
+            Q.log("fault proxy %s -> %s" % (self.proxy.address, self.D.peer_addr()))
+
+    def peer_addr(self):
+        """Where the source relay dials: the destination relay, or the fault proxy."""
+        return self.proxy.address if self.proxy is not None else self.D.peer_addr()
 
     def start_qemus(self, image):
         t0 = time.monotonic()
@@ -237,6 +983,11 @@ class Case:
     def configure_qemus(self, params):
         caps = {"events": True}      # MIGRATION events: the full state sequence
         caps.update(self.m.get("caps", {}))
+        if not self.m.get("postcopy") and "auto-converge" not in caps:
+            # The guest dirties all its RAM all the time: when the path is slow
+            # (a loaded machine, sanitizer builds), let QEMU throttle the vCPU as
+            # an operator would, so precopy still converges instead of timing out.
+            caps["auto-converge"] = True
         for q in (self.src, self.dst):
             for c in caps:
                 if not q.has_capability(c):
@@ -265,7 +1016,7 @@ class Case:
             Q.fmt_bytes(ram.get("remaining", 0)), ram.get("dirty-sync-count", "-"))
         if self.S is not None:
             try:
-                se = self.S.session(SID)
+                se = self.S.session(self.sid)
                 b = se.get("bytes", {})
                 s += " | relay %s s->d=%s d->s=%s" % (
                     se.get("state"), Q.fmt_bytes(b.get("source-to-destination", 0)),
@@ -279,17 +1030,20 @@ class Case:
     def begin_migration(self, params):
         """Common part: configure, open the path, send `migrate`; return t0."""
         d = self.workdir
-        dst_uri = "unix:%s/dst-qemu.sock" % d
+        # a retry (new session id) gets sockets of its own
+        sfx = "" if self.sid == SID else "-" + self.sid
+        dst_uri = "unix:%s/dst-qemu%s.sock" % (d, sfx)
         self.configure_qemus(params)
         self.dst.migrate_incoming(dst_uri)
         if self.direct:
             uri = dst_uri
         else:
             t0 = time.monotonic()
-            se = self.D.cmd("session-incoming", id=SID, qemu=dst_uri)
+            se = self.D.cmd("session-incoming", id=self.sid, qemu=dst_uri)
             check(se.get("state") == "waiting",
                   "destination session state %r after session-incoming" % se.get("state"))
-            args = dict(id=SID, peer=self.D.peer_addr(), listen="unix:%s/src-relay.sock" % d)
+            args = dict(id=self.sid, peer=self.peer_addr(),
+                        listen="unix:%s/src-relay%s.sock" % (d, sfx))
             if "relay_channels" in self.m:
                 args["channels"] = self.m["relay_channels"]
             se = self.S.cmd("session-outgoing", **args)
@@ -371,13 +1125,13 @@ class Case:
         if not self.direct:
             t1 = time.monotonic()
             for r, role in ((self.S, "source"), (self.D, "destination")):
-                se = r.wait_state(SID, ("completed", "failed", "cancelled"), timeout=30)
+                se = r.wait_state(self.sid, ("completed", "failed", "cancelled"), timeout=30)
                 check(se.get("state") == "completed", "%s relay session ended %r: %s"
                       % (role, se.get("state"), se.get("error")))
                 Q.log("%s relay session: %s" % (role, fmt_session(se)))
             self.timing("relay sessions completed", time.monotonic() - t1 + (t1 - t0))
-            se = self.S.session(SID)
-            dse = self.D.session(SID)
+            se = self.S.session(self.sid)
+            dse = self.D.session(self.sid)
             check(se.get("bytes") == dse.get("bytes"), "relays disagree on the QEMU bytes "
                   "carried: source %s, destination %s" % (se.get("bytes"), dse.get("bytes")))
             caps = self.m.get("caps", {})
@@ -445,7 +1199,7 @@ class Case:
             time.sleep(0.05)
         Q.log(self.progress_line(t0, info))
         if not self.direct:
-            se = self.S.session(SID)
+            se = self.S.session(self.sid)
             check(se.get("state") == "active", "source relay session %r mid-migration"
                   % se.get("state"))
         ti = time.monotonic()
@@ -456,9 +1210,9 @@ class Case:
         else:
             Q.log("inject: %s" % what)
             if inject == "cancel":
-                self.S.cmd("session-cancel", id=SID)
+                self.S.cmd("session-cancel", id=self.sid)
             elif inject == "cancel-dst":
-                self.D.cmd("session-cancel", id=SID)
+                self.D.cmd("session-cancel", id=self.sid)
             elif inject in ("kill-dst-relay", "kill-dst-relay-busy"):
                 self.D.kill()
             elif inject == "kill-src-relay":
@@ -497,7 +1251,7 @@ class Case:
                     continue
                 check(r.is_running(), "%s relay died (status %s) after: %s"
                       % (r.name, r.proc.returncode, what))
-                se = r.wait_state(SID, Q.FINAL_STATES, timeout=10)
+                se = r.wait_state(self.sid, Q.FINAL_STATES, timeout=10)
                 Q.log("%s relay session: %s" % (r.name, fmt_session(se)))
                 if w == "ended":
                     check(se.get("state") != "completed", "%s relay session claims "
@@ -544,7 +1298,7 @@ class Case:
                 if r.pid in self.stopped:
                     Q.log("diagnosis: relay %s is SIGSTOPped" % r.name)
                 elif r.is_running():
-                    Q.log("diagnosis: relay %s: %s" % (r.name, fmt_session(r.session(SID))))
+                    Q.log("diagnosis: relay %s: %s" % (r.name, fmt_session(r.session(self.sid))))
                 else:
                     Q.log("diagnosis: relay %s exited (%s)" % (r.name, r.proc.returncode))
             except Exception as e:
@@ -552,11 +1306,15 @@ class Case:
 
     def run(self):
         self.setup_dir()
-        image = Q.build_guest(self.workdir, top=MEM_MIB * Q.MiB)
+        image = self.image = Q.build_guest(self.workdir, top=MEM_MIB * Q.MiB)
         if not self.direct:
             self.start_relays()
         self.start_qemus(image)
-        if "inject" in self.m:
+        if self.m.get("inject") in FAULT_INJECTIONS and not self.direct:
+            self.run_fault()
+            if self.m.get("retry", True):
+                self.run_retry()
+        elif "inject" in self.m:
             self.run_failure()
         else:
             self.run_success()

@@ -1,0 +1,12 @@
+#!/usr/bin/env python3
+"""QEMU end-to-end test, mode "proxy-reset" (see migcase.py, FAULT_INJECTIONS):
+the fault proxy resets (RST) every link connection (2 channels) mid-migration: source QEMU
+`failed` within 5 s, both sessions PeerUnreachable; then the next migration through the
+same relays and proxy completes."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import migcase  # noqa: E402
+
+migcase.main("proxy-reset")
