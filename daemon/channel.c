@@ -721,14 +721,24 @@ channel_recv(struct channel *ch, struct iovec *iov, int cnt)
 		n = readv(ch->ch_fd, iov, cnt);
 		return n < 0 ? -errno : n;
 	}
+	/* An end or error seen behind data last time: report it now. */
+	if (ch->ch_rerr != 0 && ch->ch_rerr != -EAGAIN)
+		return ch->ch_rerr == 1 ? 0 : ch->ch_rerr;
 	for (i = 0; i < cnt; i++) {
 		for (off = 0; off < iov[i].iov_len; off += (size_t)n) {
 			n = tls_read(ch->ch_ssl, (uint8_t *)iov[i].iov_base +
 			    off, iov[i].iov_len - off, &want);
 			if (n > 0)
 				continue;
-			if (total > 0 || off > 0)
+			if (total > 0 || off > 0) {
+				/*
+				 * Keep a fatal error (a bad record, say) for
+				 * the next call: OpenSSL will not say it twice.
+				 */
+				if (n != -EAGAIN)
+					ch->ch_rerr = n == 0 ? 1 : (int)n;
 				return total + (ssize_t)off;
+			}
 			if (n == -EAGAIN && want == TLS_WANT_WRITE) {
 				ch->ch_read_wants_write = 1;
 				event_add(ch->ch_wev, NULL);

@@ -165,6 +165,7 @@ struct channel {
 	size_t			 ch_wlen;
 	size_t			 ch_woff;
 	int			 ch_read_wants_write;
+	int			 ch_rerr;	/* TLS: end (1) or -errno held back */
 	int			 ch_write_wants_read;
 	uint64_t		 ch_since_rekey;
 	/* Authentication (channel 0 only). */

@@ -118,6 +118,9 @@ FAULT_TIMEOUT_MS = 3000      # --link-timeout / --progress-timeout in the timeou
 FAULT_TICK_S = 1.0           # the relays check link and progress timeouts once a second
 FAULT_SLACK_S = 2.0          # scheduling on two loaded cores, QEMU noticing the close
 TIMEOUT_FAIL_WITHIN_S = FAULT_TIMEOUT_MS / 1000.0 + FAULT_TICK_S + FAULT_SLACK_S
+# a stopped destination QEMU: data still moves until the socket buffers in front of it are
+# full, and only then does the progress clock start
+FILL_S = 1.0
 RETRY_SID = "vm1-retry"
 RSS_BUDGET_KIB = 64 * 1024   # a relay may grow this much over its baseline under a fault
 BACKPRESSURE_SETTLE_S = 1.0  # stop-dst-qemu: after this, the source must be held back
@@ -199,7 +202,7 @@ MODES.update({
     # full speed, so data keeps coming while the destination QEMU reads nothing
     "stop-dst-qemu": dict(caps={"return-path": True}, inject="stop-dst-qemu", busy=True,
                           relay_args=_PROGRESS_TIMEOUT_ARGS,
-                          fail_within=TIMEOUT_FAIL_WITHIN_S, sample=True),
+                          fail_within=TIMEOUT_FAIL_WITHIN_S + FILL_S, sample=True),
     "netns-unreachable": dict(caps={"return-path": True}, inject="netns-unreachable",
                               netns=True, relay_channels=2, relay_args=_LINK_TIMEOUT_ARGS,
                               fail_within=TIMEOUT_FAIL_WITHIN_S),
