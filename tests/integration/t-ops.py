@@ -6,6 +6,7 @@ configuration errors named by file and line, --check-config, a reload of the
 configuration file (good and broken), the Prometheus endpoint and the
 counters in query-daemon, and SIGTERM refusing new sessions while draining.
 """
+import atexit
 import os
 import signal
 import socket
@@ -19,6 +20,15 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 import relay  # noqa: E402
 from relay import check  # noqa: E402
 
+
+
+def reap(pid):
+    """Kill and wait for a daemon still running at exit."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
 
 
 def notifications(ns, seconds):
@@ -97,6 +107,8 @@ def main():
             os.execve(daemon, [daemon, "--config", conf,
                                "--control", d.join("not-used.sock"),
                                "--drain-timeout", "20000"], env)
+        # The forked daemon is ours to stop if the scenario fails early.
+        atexit.register(reap, pid)
         msgs = notifications(ns, 1.5)
         check(msgs and msgs[0] == "READY=1", "READY=1 first: %s" % msgs[:3])
         check(any(m.startswith("STATUS=") for m in msgs), "STATUS= sent")
