@@ -617,18 +617,18 @@ def guest_runs(q, timeout=5.0):
 
 # --- Relays in their secure configuration ---------------------------------------------------
 
-def secure_relay_config(directory, relay_module):
+def secure_relay_config(directory, relay_module, hosts=("127.0.0.1", "localhost")):
     """TLS 1.3 with mutual certificates (a throw-away PKI from tests/lib/pki.py) plus
     SCRAM-SHA-256 authentication of the source relay ("src") by the destination ("dst").
 
     Returns (tls_dirs, extra_args), both {"src": ..., "dst": ...}, for
     relay.Relay(..., tls_dir=tls_dirs[name], extra_args=extra_args[name]); the source
-    relay should run with listen=None (it only dials out).  Skips (77) without openssl.
+    relay should run with listen=None (it only dials out); the destination's server
+    certificate names `hosts`.  Skips (77) without openssl.
     """
     import pki
     pki.require_openssl()
-    tls = pki.make_relay_dirs(directory, names=("src", "dst"),
-                              hosts=("127.0.0.1", "localhost"))
+    tls = pki.make_relay_dirs(directory, names=("src", "dst"), hosts=tuple(hosts))
     password = "migrelay-e2e-%d-%d" % (os.getpid(), int(time.time()))
     out = subprocess.run([relay_module.binary("migrelayd"), "--make-verifier", "src"],
                          input=password.encode(), stdout=subprocess.PIPE, check=True)

@@ -363,25 +363,6 @@ def ns_relay_class(R):
     return NsRelay
 
 
-def secure_relay_config_hosts(directory, relay_module, hosts):
-    """Q.secure_relay_config() with server certificates for `hosts` (the namespace's
-    address too)."""
-    import pki
-    pki.require_openssl()
-    tls = pki.make_relay_dirs(directory, names=("src", "dst"), hosts=tuple(hosts))
-    password = "migrelay-e2e-%d-%d" % (os.getpid(), int(time.time()))
-    out = subprocess.run([relay_module.binary("migrelayd"), "--make-verifier", "src"],
-                         input=password.encode(), stdout=subprocess.PIPE, check=True)
-    files = {}
-    for name, text in (("users", out.stdout.decode()), ("secret", "src:%s\n" % password)):
-        files[name] = os.path.join(directory, name)
-        fd = os.open(files[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-    return tls, {"dst": ["--auth-users", files["users"]],
-                 "src": ["--auth-secret", files["secret"]]}
-
-
 class FrameTap:
     """A fault-proxy tap that follows the plaintext link framing of connection 0, source
     to destination (8-byte magic, then frames of a 20-byte header: type, flags, reserved,
@@ -600,7 +581,9 @@ class FaultMixin:
                     check(re.search(pattern, err["desc"]), "%s relay: error description "
                           "%r does not match %r" % (r.name, err["desc"], pattern))
 
-    def migrate_until_inject_point(self, params, inject_after):
+    def migrate_until_inject_point(self, params, inject_after, relays=None):
+        """Start the migration and wait until inject_after bytes of RAM went;
+        check that the relay sessions (all of them unless `relays`) are active."""
         t0 = self.begin_migration(params)
         next_line = 0
         while True:
@@ -617,7 +600,7 @@ class FaultMixin:
             check(now - t0 < 30, "migration did not get going in 30 s")
             time.sleep(0.05)
         Q.log(self.progress_line(t0, info))
-        for r in (self.S, self.D):
+        for r in () if self.direct else (relays or (self.S, self.D)):
             se = r.session(self.sid)
             check(se.get("state") == "active", "%s relay session %r mid-migration"
                   % (r.name, se.get("state")))
@@ -931,7 +914,7 @@ class Case(FaultMixin):
             self.timing("network namespace %s made" % self.netns.name, time.monotonic() - t0)
             t0 = time.monotonic()
         if self.secure and self.netns is not None:
-            tls, extra = secure_relay_config_hosts(
+            tls, extra = Q.secure_relay_config(
                 os.path.join(self.workdir, "pki"), R,
                 ("127.0.0.1", "localhost", self.netns.ns_addr))
             self.timing("test PKI and SCRAM verifier made", time.monotonic() - t0)
@@ -1184,27 +1167,9 @@ class Case(FaultMixin):
     def run_failure(self):
         inject = self.m["inject"]
         busy = self.m.get("busy", False)
-        t0 = self.begin_migration(Q.BUSY_PARAMS if busy else Q.SLOW_PARAMS)
-        inject_after = INJECT_AFTER_BUSY if busy else INJECT_AFTER
-        next_line = 0
-        while True:
-            info = self.src.query_migrate()
-            st = info.get("status")
-            check(st not in Q.FINAL_STATES, "source migration %s before the failure was "
-                  "injected: %s" % (st, info.get("error-desc", "")))
-            now = time.monotonic()
-            if now >= next_line:
-                Q.log(self.progress_line(t0, info))
-                next_line = now + 1.0
-            if st == "active" and info.get("ram", {}).get("transferred", 0) >= inject_after:
-                break
-            check(now - t0 < 30, "migration did not get going in 30 s")
-            time.sleep(0.05)
-        Q.log(self.progress_line(t0, info))
-        if not self.direct:
-            se = self.S.session(self.sid)
-            check(se.get("state") == "active", "source relay session %r mid-migration"
-                  % se.get("state"))
+        t0 = self.migrate_until_inject_point(
+            Q.BUSY_PARAMS if busy else Q.SLOW_PARAMS,
+            INJECT_AFTER_BUSY if busy else INJECT_AFTER, relays=(self.S,))
         ti = time.monotonic()
         what, want = INJECTIONS[inject]
         if self.direct:
