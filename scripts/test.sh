@@ -42,7 +42,13 @@ report() {
 		[ -f "$trs" ] || continue
 		if grep -qE '^:test-result: (FAIL|ERROR|XPASS)' "$trs"; then
 			echo "======== $log"
-			tail -n 200 "$log"
+			# the test's own trace first (relay logs follow it and
+			# would push it out of a plain tail)
+			echo "---- test trace (last 40 lines):"
+			grep -E '^(\[ *[0-9.]+\] |FAIL|SKIP|ok |not ok|===|Traceback|[A-Za-z]*Error)' \
+			    "$log" | tail -n 40 || true
+			echo "---- tail of the log:"
+			tail -n 120 "$log"
 		fi
 	done
 	grep -h '^:test-result:' $(find . -name '*.trs' -path '*tests/*') |
