@@ -104,5 +104,9 @@ CC=clang "$top/configure" --enable-werror --enable-fuzzing ${CONFIGURE_FLAGS:-}
 make -j2
 make fuzz-smoke || status=1
 
+echo "== 5. Debian package: build, lintian, install, units under systemd"
+rc=0; "$top/tests/deb/t-deb.sh" --boot || rc=$?
+case $rc in 0) ;; 77) echo "== package test skipped" ;; *) status=1 ;; esac
+
 [ $status -eq 0 ] && echo "== all test runs passed" || echo "== FAILED"
 exit $status
