@@ -1474,7 +1474,7 @@ channel_hs_connecting(struct channel *ch, const struct frame_hdr *h,
 		if (r != 0) {
 			session_fail(se, SE_FAILED, EC_UNREACHABLE, "cannot "
 			    "connect channel %u to peer relay %s: %s", i,
-			    se->se_peer, strerror(-r));
+			    se->se_peer, sock_strerror(-r));
 			return -1;
 		}
 	}

@@ -128,6 +128,46 @@ control_close(void)
 	ctl_fd = -1;
 }
 
+
+/*
+ * Is the peer of the unix socket fd a member of gid through one of its
+ * supplementary groups?  Operators are usually added to the relay's group
+ * as a supplementary one.  SO_PEERGROUPS (Linux 4.13) reports the groups
+ * the peer had when it connected.
+ */
+static int
+peer_in_group(int fd, gid_t gid)
+{
+#ifdef SO_PEERGROUPS
+	gid_t		 stack[64], *groups = stack;
+	socklen_t	 len = sizeof(stack);
+	size_t		 i, n;
+	int		 found = 0;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) != 0) {
+		if (errno != ERANGE || len == 0 || len > 65536 * sizeof(gid_t))
+			return 0;
+		if ((groups = malloc(len)) == NULL)
+			return 0;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups,
+		    &len) != 0) {
+			free(groups);
+			return 0;
+		}
+	}
+	n = len / sizeof(gid_t);
+	for (i = 0; i < n; i++)
+		if (groups[i] == gid)
+			found = 1;
+	if (groups != stack)
+		free(groups);
+	return found;
+#else
+	(void)fd;
+	(void)gid;
+	return 0;
+#endif
+}
 static void
 control_accept_cb(evutil_socket_t lfd, short ev, void *arg)
 {
@@ -162,9 +202,9 @@ control_accept_cb(evutil_socket_t lfd, short ev, void *arg)
 	 */
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
 	    (cred.uid != 0 && cred.uid != geteuid() &&
-	    cred.gid != getegid())) {
+	    cred.gid != getegid() && !peer_in_group(fd, getegid()))) {
 		log_warnx("control: refusing client (pid %d, uid %u, gid %u): "
-		    "not root, not uid %u, not gid %u", (int)cred.pid,
+		    "not root, not uid %u, not in group %u", (int)cred.pid,
 		    (unsigned)cred.uid, (unsigned)cred.gid,
 		    (unsigned)geteuid(), (unsigned)getegid());
 		bufferevent_free(c->c_bev);

@@ -12,6 +12,7 @@
 
 #include "ctl_json.h"
 #include "migrelayd.h"
+#include "xport.h"
 
 struct ctl_cmd {
 	const char		*name;
@@ -291,7 +292,7 @@ ctl_cmd_session_outgoing(struct ctl_client *c, json_object *args,
 	r = channel_connect(se, 0);
 	if (r != 0)
 		session_fail(se, SE_FAILED, EC_UNREACHABLE, "cannot connect to "
-		    "peer relay %s: %s", peer, strerror(-r));
+		    "peer relay %s: %s", peer, sock_strerror(-r));
 }
 
 /*

@@ -124,10 +124,9 @@ listener_open_all(void)
 		    sizeof(port), &errstr) != 0)
 			fatalx("--listen %s: %s", g_conf.listen[i], errstr);
 		fd = sock_listen_tcp(host, port, 128);
-		if (fd < 0) {
-			errno = -fd;
-			fatal("cannot listen on %s", g_conf.listen[i]);
-		}
+		if (fd < 0)
+			fatalx("cannot listen on %s: %s", g_conf.listen[i],
+			    sock_strerror(-fd));
 		l->lst_fd = fd;
 		if (sock_local_name(fd, l->lst_addr, sizeof(l->lst_addr)) != 0)
 			snprintf(l->lst_addr, sizeof(l->lst_addr), "%s",

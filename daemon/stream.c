@@ -391,7 +391,7 @@ stream_write_cb(evutil_socket_t fd, short ev, void *arg)
 		if ((r = sock_connect_result(fd)) != 0) {
 			session_fail(se, SE_FAILED, EC_GENERIC, "cannot connect "
 			    "to the destination QEMU at %s: %s",
-			    se->se_endpoint, strerror(-r));
+			    se->se_endpoint, sock_strerror(-r));
 			return;
 		}
 		st->st_state = ST_OPEN;
@@ -433,7 +433,7 @@ stream_connect_next(struct session *se)
 		if (r != 0 && r != -EINPROGRESS) {
 			session_fail(se, SE_FAILED, EC_GENERIC, "cannot connect "
 			    "to the destination QEMU at %s: %s",
-			    se->se_endpoint, strerror(-r));
+			    se->se_endpoint, sock_strerror(-r));
 			return;
 		}
 		if (stream_attach(st, fd) != 0) {
@@ -636,7 +636,7 @@ stream_qemu_listen(struct session *se, const char **errstr)
 
 	fd = sock_listen_uri(&se->se_uri, 64);
 	if (fd < 0) {
-		*errstr = strerror(-fd);
+		*errstr = sock_strerror(-fd);
 		return fd;
 	}
 	se->se_lfd = fd;

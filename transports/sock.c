@@ -56,6 +56,15 @@ sock_listen_unix(const char *path, int backlog)
 	return fd;
 }
 
+/* Describe an error returned (negated) by the functions in this file. */
+const char *
+sock_strerror(int err)
+{
+	if (err == SOCK_ENORESOLVE)
+		return "host name does not resolve";
+	return strerror(err);
+}
+
 int
 sock_listen_tcp(const char *host, const char *port, int backlog)
 {
@@ -67,7 +76,7 @@ sock_listen_tcp(const char *host, const char *port, int backlog)
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
 	if ((r = getaddrinfo(host, port, &hints, &res)) != 0)
-		return r == EAI_SYSTEM ? -errno : -EADDRNOTAVAIL;
+		return r == EAI_SYSTEM ? -errno : -SOCK_ENORESOLVE;
 	r = -EADDRNOTAVAIL;
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
 		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC |
@@ -116,7 +125,7 @@ sock_connect_tcp(const char *host, const char *port, int *ret_fd)
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_NUMERICSERV;
 	if ((r = getaddrinfo(host, port, &hints, &res)) != 0)
-		return r == EAI_SYSTEM ? -errno : -EHOSTUNREACH;
+		return r == EAI_SYSTEM ? -errno : -SOCK_ENORESOLVE;
 	r = -EHOSTUNREACH;
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
 		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC |

@@ -13,6 +13,14 @@
 
 #include "proto.h"
 
+/*
+ * The socket functions return -errno on failure, or -SOCK_ENORESOLVE when
+ * a host name does not resolve (not an errno value: sock_strerror() names
+ * it).
+ */
+#define SOCK_ENORESOLVE	10000
+
+const char	*sock_strerror(int err);
 int	 sock_listen_uri(const struct mig_uri *, int backlog);
 int	 sock_listen_tcp(const char *host, const char *port, int backlog);
 int	 sock_connect_uri(const struct mig_uri *, int *ret_fd);

@@ -286,6 +286,18 @@ def t_peer_errors(S, D, d):
               s.get("error", {}).get("class") == cls,
               "%s left session %s" % (cls, s))
         S.cmd("session-remove", id=sid)
+    # A peer whose name does not resolve (.invalid never does, RFC 6761)
+    # says so, rather than borrowing an errno's text.
+    lst = "unix:" + d.join("noname-l.sock")
+    e = expect_error(S, "PeerUnreachable", "session-outgoing", timeout=60,
+                     id="noname", peer="no-such-relay.invalid:4600",
+                     listen=lst)
+    check(e is not None and "does not resolve" in e.desc,
+          "unresolvable peer: %s" % (e.desc if e else None))
+    try:
+        S.cmd("session-remove", id="noname")
+    except RelayError:
+        pass
     # D must not keep anything from the rejected attempt.
     check(D.cmd("query-daemon").get("sessions") == 0,
           "D has sessions after PeerRejected: %s" %
@@ -400,6 +412,70 @@ def t_oversized(S):
         check(isinstance(c.call("query-daemon"), dict), "new client")
 
 
+def _connect_as(path, uid, gid, groups):
+    """Connect to the control socket in a child with the given credentials;
+    return "greeting", "closed" or an error string."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        out = "error"
+        try:
+            os.setgroups(groups)
+            os.setgid(gid)
+            os.setuid(uid)
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(5)
+            s.connect(path)
+            data = s.recv(4096)
+            out = "greeting" if b"\"migrelay\"" in data else ("closed" if not data
+                                                    else "other %r" % data[:40])
+        except Exception as e:      # reported to the parent, not raised
+            out = "error %r" % e
+        os.write(w, out.encode())
+        os._exit(0)
+    os.close(w)
+    chunks = []
+    while True:
+        b = os.read(r, 4096)
+        if not b:
+            break
+        chunks.append(b)
+    os.close(r)
+    os.waitpid(pid, 0)
+    return b"".join(chunks).decode()
+
+
+def t_peer_credentials(S):
+    relay.log("control clients: root, the daemon's user, or a member of its "
+              "group (primary or supplementary); nobody else")
+    if os.geteuid() != 0:
+        relay.log("not root: cannot connect as other users, peer credential "
+                  "checks not exercised here")
+        return
+    # A socket with looser permissions than the daemon makes (one passed in
+    # by a service manager, say) must not let everyone in: open it to all,
+    # so that only the daemon's own check decides.
+    os.chmod(S.workdir, 0o711)
+    os.chmod(S.control_path, 0o666)
+    nobody = 65534
+    egid = os.getegid()
+    cases = [("uid 65534 without the daemon's group", nobody, nobody, [], "closed"),
+             ("uid 65534 with the daemon's gid as primary group", nobody, egid, [],
+              "greeting"),
+             ("uid 65534 with the daemon's gid as a supplementary group", nobody,
+              nobody, [nobody, egid], "greeting")]
+    for what, uid, gid, groups, want in cases:
+        got = _connect_as(S.control_path, uid, gid, groups)
+        check(got == want, "%s: %s (want %s)" % (what, got, want))
+    deadline = time.monotonic() + 5
+    while ("refusing client" not in S.log_tail(400)
+           and time.monotonic() < deadline):
+        time.sleep(0.05)
+    check("refusing client" in S.log_tail(400),
+          "the refusal is logged with the client's pid, uid and gid")
+
+
 def t_many_clients(S):
     relay.log("many clients, no fd leak")
     before = S.fd_count()
@@ -435,7 +511,8 @@ def main():
                   lambda: t_peer_errors(S, D, d),
                   lambda: t_events_and_cancel(S, D, d),
                   lambda: t_oversized(S),
-                  lambda: t_many_clients(S)):
+                  lambda: t_many_clients(S),
+                  lambda: t_peer_credentials(S)):
             try:
                 t()
             except (RelayError, AssertionError, OSError, EOFError,
