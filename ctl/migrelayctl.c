@@ -784,9 +784,20 @@ cmd_status(struct ctl_conn *conn, int argc, char **argv)
 		    fmt_duration(obj_int(s, "duration-ms", NULL), d,
 		    sizeof(d)));
 	}
-	/* Failed sessions: say why, below the table. */
+	/* Failed sessions: say why, below the table; also link trouble. */
 	for (i = 0; i < n; i++) {
+		json_object	*rs;
+
 		s = json_object_array_get_idx(ret, i);
+		if (json_object_object_get_ex(s, "resuming", &rs) &&
+		    json_object_get_boolean(rs))
+			printf("%s: resuming: lost relay channels are being "
+			    "re-established (%" PRId64 " reconnects so far)\n",
+			    obj_str(s, "id", "?"), obj_int(s, "reconnects", NULL));
+		else if (obj_int(s, "reconnects", NULL) > 0)
+			printf("%s: %" PRId64 " relay channel reconnect%s\n",
+			    obj_str(s, "id", "?"), obj_int(s, "reconnects", NULL),
+			    obj_int(s, "reconnects", NULL) == 1 ? "" : "s");
 		if (json_object_object_get_ex(s, "error", &err) &&
 		    json_object_is_type(err, json_type_object))
 			printf("%s: %s: %s\n", obj_str(s, "id", "?"),
@@ -861,7 +872,8 @@ cmd_watch(struct ctl_conn *conn, int argc, char **argv)
 	struct winsize		 wsz;
 	struct timespec		 ts;
 	json_object		*ret, *s, *err;
-	const char		*state;
+	const char		*state, *shown;
+	json_object		*rs;
 	char			*pos[1];
 	char			 line[512], bar[WATCH_BAR_WIDTH + 1];
 	char			 b1[32], b2[32], b3[32], r[32], d[32];
@@ -891,6 +903,10 @@ cmd_watch(struct ctl_conn *conn, int argc, char **argv)
 			die("NotFound", "session \"%s\" not found", pos[0]);
 		s = json_object_array_get_idx(ret, 0);
 		state = obj_str(s, "state", "?");
+		shown = state;
+		if (json_object_object_get_ex(s, "resuming", &rs) &&
+		    json_object_get_boolean(rs))
+			shown = "resuming";
 		s2d = obj_int(s, "bytes", "source-to-destination");
 		d2s = obj_int(s, "bytes", "destination-to-source");
 		link = obj_int(s, "link-bytes", "sent") +
@@ -910,7 +926,7 @@ cmd_watch(struct ctl_conn *conn, int argc, char **argv)
 			watch_bar(&ws, state, s2d, bar);
 			snprintf(line, sizeof(line), "%s: %-10s [%s] %s  %s  "
 			    "link %s  channels %" PRId64 "  streams %" PRId64,
-			    pos[0], state, bar, fmt_bytes(s2d, b1, sizeof(b1)),
+			    pos[0], shown, bar, fmt_bytes(s2d, b1, sizeof(b1)),
 			    fmt_rate(watch_rate(&ws), r, sizeof(r)),
 			    fmt_bytes(link, b3, sizeof(b3)),
 			    obj_int(s, "channels", NULL),
@@ -927,7 +943,7 @@ cmd_watch(struct ctl_conn *conn, int argc, char **argv)
 		    state_is_final(state)) {
 			printf("%s: %s s->d %s d->s %s rate %s link %s "
 			    "channels %" PRId64 " streams %" PRId64 "\n",
-			    pos[0], state, fmt_bytes(s2d, b1, sizeof(b1)),
+			    pos[0], shown, fmt_bytes(s2d, b1, sizeof(b1)),
 			    fmt_bytes(d2s, b2, sizeof(b2)),
 			    fmt_rate(watch_rate(&ws), r, sizeof(r)),
 			    fmt_bytes(link, b3, sizeof(b3)),

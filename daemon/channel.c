@@ -30,6 +30,7 @@ TAILQ_HEAD(channelq, channel);
 static struct channelq	 pending = TAILQ_HEAD_INITIALIZER(pending);
 static struct channelq	 reaped = TAILQ_HEAD_INITIALIZER(reaped);
 static unsigned int	 npending;
+static uint64_t		 next_channel_id = 1;
 static struct event	*reap_ev;
 
 static struct channel	*channel_new(int fd, int accepted);
@@ -130,6 +131,7 @@ channel_new(int fd, int accepted)
 		return NULL;
 	}
 	ch->ch_fd = fd;
+	ch->ch_id = next_channel_id++;
 	ch->ch_accepted = accepted;
 	TAILQ_INIT(&ch->ch_urgent);
 	TAILQ_INIT(&ch->ch_bulk);
@@ -258,6 +260,8 @@ channel_greet(struct channel *ch)
 	if (g_tls != NULL)
 		hs_add_feature(&m, FEAT_TLS);
 	hs_add_feature(&m, FEAT_HEARTBEAT);
+	if (g_conf.reconnect_timeout_ms > 0)
+		hs_add_feature(&m, FEAT_RESUME);
 	channel_greeting_auth(&m);
 	channel_send_magic(ch);
 	channel_send_hs(ch, FRAME_GREETING, &m);
@@ -289,9 +293,17 @@ channel_connect(struct session *se, unsigned int index)
 	snprintf(ch->ch_host, sizeof(ch->ch_host), "%s", host);
 	ch->ch_se = se;
 	ch->ch_index = index;
+	ch->ch_rejoin = se->se_link_was_up;
 	se->se_ch[index] = ch;
 	sock_tune_link(fd, g_conf.link_timeout_ms);
 	ch->ch_state = CH_CONNECTING;
+	if (ch->ch_rejoin) {
+		/* A first link has the session's deadline; a re-dial its own. */
+		struct timeval	 tv;
+
+		ms_to_tv(g_conf.handshake_timeout_ms, &tv);
+		evtimer_add(ch->ch_timer, &tv);
+	}
 	if (r == 0)
 		channel_connected(ch);
 	else
@@ -420,6 +432,8 @@ feature_is_supported(const char *name)
 		return 1;
 	if (strcmp(name, FEAT_PLAINTEXT) == 0)
 		return g_conf.insecure_plaintext;
+	if (strcmp(name, FEAT_RESUME) == 0)
+		return g_conf.reconnect_timeout_ms > 0;
 	if (strcmp(name, FEAT_TLS) == 0)
 		return g_tls != NULL;
 	if (strcmp(name, FEAT_SCRAM) == 0)
@@ -449,9 +463,30 @@ channel_reject(struct channel *ch, const char *class, const char *desc)
 	channel_drain_close(ch, 0);
 }
 
+/* A frame leaves this channel's output queue (written or dropped). */
+static void
+channel_release(struct frame *f)
+{
+	f->f_queued = 0;
+	frame_free(f);
+}
+
+static void
+channel_queue_free(struct frameq *q)
+{
+	struct frame	*f;
+
+	while ((f = TAILQ_FIRST(q)) != NULL) {
+		TAILQ_REMOVE(q, f, f_entry);
+		channel_release(f);
+	}
+}
+
 /*
  * Queue a frame (stolen) for writing and try to write at once.  Frames
- * queued on a closed channel are dropped.
+ * queued on a closed channel are dropped.  A frame is in at most one
+ * channel queue at a time; f_chan remembers which channel carried it last,
+ * so that a lost channel's frames can be sent again (link.c).
  */
 void
 channel_send(struct channel *ch, struct frame *f, int urgent)
@@ -460,6 +495,9 @@ channel_send(struct channel *ch, struct frame *f, int urgent)
 		frame_free(f);
 		return;
 	}
+	f->f_queued = 1;
+	f->f_chan = ch->ch_id;
+	f->f_off = 0;
 	TAILQ_INSERT_TAIL(urgent ? &ch->ch_urgent : &ch->ch_bulk, f, f_entry);
 	ch->ch_outq_bytes += f->f_len + (f->f_raw ? 0 : FRAME_HDR_LEN);
 	if (ch->ch_state != CH_CONNECTING && ch->ch_state != CH_TLS &&
@@ -528,7 +566,7 @@ channel_consume(struct channel *ch, struct frame **fs, struct frameq **fq,
 		w -= left;
 		ch->ch_outq_bytes -= left;
 		TAILQ_REMOVE(fq[i], f, f_entry);
-		frame_free(f);
+		channel_release(f);
 	}
 }
 
@@ -670,8 +708,17 @@ channel_write_cb(evutil_socket_t fd, short ev, void *arg)
 	if (ch->ch_state == CH_CONNECTING) {
 		event_del(ch->ch_wev);
 		if ((r = sock_connect_result(fd)) != 0) {
-			channel_fail(ch, EC_UNREACHABLE, "cannot connect to "
-			    "peer relay %s: %s", ch->ch_peer, strerror(-r));
+			char	 msg[512];
+
+			snprintf(msg, sizeof(msg), "cannot connect to peer "
+			    "relay %s: %s", ch->ch_peer, strerror(-r));
+			if (ch->ch_rejoin && ch->ch_se != NULL) {
+				/* Refused: nothing listens, the session is gone. */
+				link_rejoin_failed(ch, EC_UNREACHABLE, msg,
+				    r == -ECONNREFUSED);
+				return;
+			}
+			channel_fail(ch, EC_UNREACHABLE, "%s", msg);
 			return;
 		}
 		channel_connected(ch);
@@ -1098,6 +1145,8 @@ channel_accept_hello(struct channel *ch, const struct hs_msg *m,
 		}
 	}
 	se->se_heartbeat = hs_has_feature(m, FEAT_HEARTBEAT);
+	se->se_resume = hs_has_feature(m, FEAT_RESUME) &&
+	    feature_is_supported(FEAT_RESUME);
 	snprintf(se->se_peer, sizeof(se->se_peer), "%s", ch->ch_peer);
 	snprintf(se->se_identity, sizeof(se->se_identity), "%s", identity);
 	memcpy(w.token, se->se_token, LINK_TOKEN_LEN);
@@ -1183,23 +1232,54 @@ channel_hs_accepting(struct channel *ch, const struct frame_hdr *h,
 		return -1;
 	}
 	if (h->type == FRAME_JOIN) {
+		char	 ended[SESSION_ID_MAX + sizeof(se->se_errdesc) + 64];
+		int	 valid = 0, rejoin;
+
 		se = m.present & 1u << HS_T_SESSION ? session_find(m.session) :
 		    NULL;
-		if (se != NULL && se->se_has_token && !session_is_final(se) &&
-		    se->se_role == ROLE_DESTINATION)
+		if (se != NULL && se->se_has_token &&
+		    se->se_role == ROLE_DESTINATION && m.has_token &&
+		    (m.present & 1u << HS_T_CHANNEL)) {
 			auth_join_proof(se->se_token, channel_exporter(ch, exp),
 			    m.channel, proof);
-		if (se == NULL || !se->se_has_token || !m.has_token ||
-		    !ct_memeq(proof, m.token, sizeof(proof)) ||
-		    session_is_final(se) || se->se_role != ROLE_DESTINATION ||
-		    !(m.present & 1u << HS_T_CHANNEL) || m.channel == 0 ||
-		    m.channel >= se->se_nchannels ||
-		    se->se_ch[m.channel] != NULL) {
+			valid = ct_memeq(proof, m.token, sizeof(proof));
+		}
+		/*
+		 * A proven member of a link that has ended learns why, so
+		 * that a source relay re-establishing a channel fails with
+		 * the real reason rather than "unknown token".
+		 */
+		if (valid && session_is_final(se)) {
+			snprintf(ended, sizeof(ended), "session '%s' has ended "
+			    "on this relay (%s)%s%s", se->se_id,
+			    session_state_name(se->se_state),
+			    se->se_errdesc[0] ? ": " : "", se->se_errdesc);
+			channel_reject(ch, EC_REJECTED, ended);
+			log_info("channel %s: JOIN for ended session %s "
+			    "refused", ch->ch_peer, se->se_id);
+			return -1;
+		}
+		/* A channel of an established link may be re-established. */
+		rejoin = valid && se->se_resume && se->se_link_was_up;
+		if (!valid || m.channel >= se->se_nchannels ||
+		    (m.channel == 0 && !rejoin) ||
+		    (se->se_ch[m.channel] != NULL && !rejoin)) {
 			channel_reject(ch, EC_REJECTED, "unknown link token or "
 			    "channel");
 			log_warnx("channel %s: JOIN refused (unknown link token "
 			    "or channel)", ch->ch_peer);
 			return -1;
+		}
+		if (rejoin && se->se_ch[m.channel] != NULL) {
+			/* The source saw this channel die before we did. */
+			link_channel_lost(se->se_ch[m.channel], EC_UNREACHABLE,
+			    "replaced by a new connection from the source "
+			    "relay");
+			if (session_is_final(se) || se->se_ch[m.channel] != NULL) {
+				channel_reject(ch, EC_REJECTED, "the session "
+				    "cannot take this channel");
+				return -1;
+			}
 		}
 		memset(&w, 0, sizeof(w));
 		w.channel = m.channel;
@@ -1207,9 +1287,12 @@ channel_hs_accepting(struct channel *ch, const struct frame_hdr *h,
 		channel_send_hs(ch, FRAME_WELCOME, &w);
 		channel_bind(ch, se, m.channel);
 		g_stats.st_hs_accepted++;
-		log_debug("session %s: channel #%u joined from %s", se->se_id,
-		    m.channel, ch->ch_peer);
-		if (se->se_channels_up == se->se_nchannels)
+		log_debug("session %s: channel #%u %s from %s", se->se_id,
+		    m.channel, rejoin ? "re-established" : "joined",
+		    ch->ch_peer);
+		if (rejoin)
+			link_channel_restored(se, ch);
+		else if (se->se_channels_up == se->se_nchannels)
 			session_link_up(se);
 		return 0;
 	}
@@ -1341,7 +1424,7 @@ channel_hs_connecting(struct channel *ch, const struct frame_hdr *h,
 			return -1;
 		}
 		memset(&o, 0, sizeof(o));
-		if (ch->ch_index > 0) {
+		if (ch->ch_index > 0 || ch->ch_rejoin) {
 			if (g_conf.insecure_plaintext)
 				hs_add_feature(&o, FEAT_PLAINTEXT);
 			snprintf(o.session, sizeof(o.session), "%s", se->se_id);
@@ -1367,6 +1450,11 @@ channel_hs_connecting(struct channel *ch, const struct frame_hdr *h,
 		if (hs_has_feature(&m, FEAT_HEARTBEAT)) {
 			hs_add_feature(&o, FEAT_HEARTBEAT);
 			se->se_heartbeat = 1;
+		}
+		if (hs_has_feature(&m, FEAT_RESUME) &&
+		    g_conf.reconnect_timeout_ms > 0) {
+			hs_add_feature(&o, FEAT_RESUME);
+			se->se_resume = 1;
 		}
 		for (i = 0; i < m.nrequire; i++)
 			if (strncmp(m.require[i], FEAT_SCRAM,
@@ -1428,6 +1516,19 @@ channel_hs_connecting(struct channel *ch, const struct frame_hdr *h,
 		channel_fail(ch, EC_GENERIC, "protocol error from peer relay "
 		    "%s: unexpected %s", ch->ch_peer, frame_type_name(h->type));
 		return -1;
+	}
+	if (ch->ch_rejoin) {
+		if (m.channel != ch->ch_index) {
+			channel_fail(ch, EC_GENERIC, "protocol error from peer "
+			    "relay %s: WELCOME for the wrong channel",
+			    ch->ch_peer);
+			return -1;
+		}
+		evtimer_del(ch->ch_timer);
+		channel_set_state(ch, CH_UP);
+		se->se_channels_up++;
+		link_channel_restored(se, ch);
+		return 0;
 	}
 	if (ch->ch_index == 0) {
 		if (ch->ch_scram_cli != NULL && (ch->ch_hs_step != 3 ||
@@ -1497,6 +1598,19 @@ channel_fail(struct channel *ch, const char *class, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	if (se != NULL && !session_is_final(se) && ch->ch_rejoin &&
+	    ch->ch_state != CH_UP && !ch->ch_dead) {
+		/* A re-dial that did not make it: refusals are final. */
+		link_rejoin_failed(ch, class, msg,
+		    strcmp(class, EC_REJECTED) == 0 ||
+		    strcmp(class, EC_AUTH) == 0 ||
+		    strcmp(class, EC_VERSION) == 0 ||
+		    strcmp(class, EC_INVALID) == 0);
+		return;
+	}
+	if (se != NULL && !session_is_final(se) && ch->ch_state == CH_UP &&
+	    !ch->ch_dead && link_channel_lost(ch, class, msg))
+		return;
 	if (se != NULL && !session_is_final(se)) {
 		session_fail(se, SE_FAILED, class, "%s", msg);
 		/* session_fail drains or closes ch with the rest of the link. */
@@ -1569,7 +1683,7 @@ channel_drain_close(struct channel *ch, int linger)
 			break;
 		TAILQ_REMOVE(&ch->ch_bulk, f, f_entry);
 		ch->ch_outq_bytes -= FRAME_HDR_LEN + f->f_len - f->f_off;
-		frame_free(f);
+		channel_release(f);
 	}
 	ms_to_tv(DRAIN_TIMEOUT_MS, &tv);
 	evtimer_add(ch->ch_timer, &tv);
@@ -1623,8 +1737,8 @@ channel_close(struct channel *ch, const char *reason)
 	}
 	free(ch->ch_hello);
 	ch->ch_hello = NULL;
-	frameq_free(&ch->ch_urgent);
-	frameq_free(&ch->ch_bulk);
+	channel_queue_free(&ch->ch_urgent);
+	channel_queue_free(&ch->ch_bulk);
 	if (ch->ch_rframe != NULL) {
 		frame_free(ch->ch_rframe);
 		ch->ch_rframe = NULL;

@@ -26,6 +26,7 @@ conf_defaults(struct conf *c)
 	c->drain_timeout_ms = DRAIN_STOP_MS;
 	c->tls_rekey_bytes = TLS_KEY_UPDATE_BYTES;
 	c->progress_timeout_ms = PROGRESS_TIMEOUT_MS;
+	c->reconnect_timeout_ms = RECONNECT_TIMEOUT_MS;
 }
 
 /*
@@ -110,6 +111,17 @@ conf_set(struct conf *c, const char *key, const char *val, char *err,
 			c->link_timeout_ms = (unsigned int)v;
 		else
 			c->progress_timeout_ms = (unsigned int)v;
+	} else if (strcmp(key, "reconnect-timeout") == 0) {
+		char *end;
+		unsigned long v = val ? strtoul(val, &end, 10) : 0;
+
+		if (val == NULL || *end != '\0' || (v != 0 && v < 1000) ||
+		    v > 3600000) {
+			snprintf(err, errlen, "reconnect-timeout: 0 (off) or "
+			    "milliseconds from 1000 to 3600000");
+			return -1;
+		}
+		c->reconnect_timeout_ms = (unsigned int)v;
 	} else if (strcmp(key, "tls-rekey-bytes") == 0) {
 		char *end;
 		unsigned long long v = val ? strtoull(val, &end, 10) : 0;
@@ -393,6 +405,7 @@ conf_print(const struct conf *c, FILE *fp)
 	fprintf(fp, "tls-rekey-bytes %llu\n",
 	    (unsigned long long)c->tls_rekey_bytes);
 	fprintf(fp, "progress-timeout %u\n", c->progress_timeout_ms);
+	fprintf(fp, "reconnect-timeout %u\n", c->reconnect_timeout_ms);
 	fprintf(fp, "log-level %s\n", log_level_name(c->log_level));
 }
 

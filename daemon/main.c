@@ -45,6 +45,7 @@ enum {
 	OPT_METRICS_LISTEN,
 	OPT_TLS_REKEY,
 	OPT_PROGRESS_TIMEOUT,
+	OPT_RECONNECT_TIMEOUT,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -68,6 +69,7 @@ static const struct option longopts[] = {
 	{ "metrics-listen",	required_argument, NULL, OPT_METRICS_LISTEN },
 	{ "tls-rekey-bytes",	required_argument, NULL, OPT_TLS_REKEY },
 	{ "progress-timeout",	required_argument, NULL, OPT_PROGRESS_TIMEOUT },
+	{ "reconnect-timeout",	required_argument, NULL, OPT_RECONNECT_TIMEOUT },
 	{ "help",		no_argument,	   NULL, OPT_HELP },
 	{ "version",		no_argument,	   NULL, OPT_VERSION },
 	{ NULL, 0, NULL, 0 }
@@ -86,7 +88,8 @@ usage(void)
 	    "                 [--tls-rekey-bytes n]\n"
 	    "                 [--handshake-timeout ms] [--link-timeout ms] "
 	    "[--progress-timeout ms]\n"
-	    "                 [--drain-timeout ms] [--metrics-listen host:port]\n"
+	    "                 [--reconnect-timeout ms] [--drain-timeout ms]\n"
+	    "                 [--metrics-listen host:port]\n"
 	    "                 [--log-level level] [--check-config] "
 	    "[--version]\n"
 	    "       migrelayd --make-verifier name\n");
@@ -221,6 +224,7 @@ main(int argc, char *argv[])
 		case OPT_METRICS_LISTEN:
 		case OPT_TLS_REKEY:
 		case OPT_PROGRESS_TIMEOUT:
+		case OPT_RECONNECT_TIMEOUT:
 			if (conf_remember_override(key, optarg, err,
 			    sizeof(err)) != 0) {
 				fprintf(stderr, "migrelayd: --%s\n", err);

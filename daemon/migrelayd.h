@@ -39,6 +39,9 @@
 #define HEARTBEAT_MS		1000	/* PING on a channel idle this long */
 #define LINK_TIMEOUT_MS		10000	/* a channel silent this long is dead */
 #define PROGRESS_TIMEOUT_MS	30000	/* pending data, nothing moves: fail */
+#define RECONNECT_TIMEOUT_MS	30000	/* lost channels: grace to re-establish */
+#define RECONNECT_MIN_MS	100	/* first re-dial delay, doubled ... */
+#define RECONNECT_MAX_MS	2000	/* ... up to this */
 #define DRAIN_STOP_MS		60000	/* SIGTERM: running migrations may finish */
 #define DRAIN_TIMEOUT_MS	2000	/* flushing ABORT/CLOSE before close */
 #define STREAM_WINDOW		(4u * 1024 * 1024)	/* bytes in flight per stream direction */
@@ -63,6 +66,7 @@
 #define FEAT_SCRAM		"scram-sha-256"
 #define FEAT_SCRAM_PLUS		"scram-sha-256-plus"
 #define FEAT_HEARTBEAT		"heartbeat"
+#define FEAT_RESUME		"resume"
 
 /* Error classes of the control protocol. */
 #define EC_GENERIC		"GenericError"
@@ -85,9 +89,18 @@ struct scram_client;
 struct stream;
 struct ctl_client;
 
-/* One frame buffer: header plus payload, in a queue. */
+/*
+ * One frame buffer: header plus payload, in a queue.  Reference counted:
+ * with "resume" a DATA frame sits in a channel's output queue and, until
+ * the peer acknowledges it, in its stream's replay queue (f_rentry).
+ */
 struct frame {
-	TAILQ_ENTRY(frame)	 f_entry;
+	TAILQ_ENTRY(frame)	 f_entry;	/* channel queue, or inq/reorder */
+	TAILQ_ENTRY(frame)	 f_rentry;	/* sender's replay queue */
+	unsigned int		 f_refs;
+	uint8_t			 f_queued;	/* in a channel output queue */
+	uint64_t		 f_chan;	/* ch_id it was last queued on */
+	uint64_t		 f_end;		/* stream offset after it */
 	uint8_t			 f_type;
 	uint8_t			 f_flags;
 	uint8_t			 f_raw;		/* no header: f_data only */
@@ -131,6 +144,8 @@ enum ch_state {
 struct channel {
 	TAILQ_ENTRY(channel)	 ch_entry;	/* pending list or reaper */
 	struct session		*ch_se;		/* NULL until bound */
+	uint64_t		 ch_id;		/* unique in this process */
+	int			 ch_rejoin;	/* re-establishing a lost channel */
 	enum ch_state		 ch_state;
 	int			 ch_fd;
 	int			 ch_accepted;	/* we are the accepting side */
@@ -194,6 +209,7 @@ struct stream {
 	int			 st_announced;	/* destination: OPEN seen */
 	int			 st_open_now;	/* destination: connect w/o data */
 	int			 st_opened;	/* source: OPEN sent */
+	uint8_t			 st_open_flags;	/* ... with these flags */
 	struct event		*st_rev;
 	struct event		*st_wev;
 	struct event		*st_timer;
@@ -204,6 +220,7 @@ struct stream {
 	uint64_t		 st_out_acked;
 	int			 st_out_eof;
 	int			 st_out_fin_acked;
+	struct frameq		 st_replay;	/* sent, not acknowledged (resume) */
 	/* Peer -> local QEMU. */
 	struct frameq		 st_inq;	/* in order, to write */
 	struct frameq		 st_reorder;	/* ahead of st_in_seq, sorted */
@@ -270,6 +287,17 @@ struct session {
 	struct event		*se_timer;	/* connect/handshake deadline */
 	struct event		*se_progev;	/* progress check, once a second */
 	int			 se_heartbeat;	/* peer sends heartbeats */
+	/* Channel re-establishment ("resume", link.c). */
+	int			 se_resume;	/* negotiated */
+	int			 se_link_was_up; /* losses are resumable */
+	int			 se_resuming;	/* some channel is lost */
+	struct timespec		 se_lost_since;
+	unsigned int		 se_redial_ms;	/* source: back-off */
+	char			 se_lost_reason[512];
+	uint64_t		 se_reconnects;
+	uint32_t		 se_ch_reconnects[PROTO_MAX_CHANNELS];
+	struct event		*se_resumeev;	/* re-dial and grace timer */
+	struct event		*se_replayev;	/* deferred replay */
 	uint64_t		 se_progress;	/* bytes moved, last check */
 	struct timespec		 se_last_progress;
 };
@@ -292,6 +320,7 @@ struct conf {
 	unsigned int		 drain_timeout_ms;
 	char			 metrics_listen[300];
 	unsigned int		 progress_timeout_ms;
+	unsigned int		 reconnect_timeout_ms;	/* 0: no resume */
 	int			 log_level;
 	char			 config_file[4096];
 };
@@ -412,6 +441,15 @@ void		 channel_addr_of(const char *peer, char *buf, size_t len);
 void		 channel_reap(void);
 
 /* link.c */
+int		 link_init_session(struct session *);
+void		 link_fini_session(struct session *);
+int		 link_channel_lost(struct channel *, const char *class,
+		    const char *msg);
+void		 link_rejoin_failed(struct channel *, const char *class,
+		    const char *msg, int fatal);
+void		 link_channel_restored(struct session *, struct channel *);
+void		 link_retain(struct stream *, struct frame *);
+void		 link_release_acked(struct stream *);
 void		 link_send_ctrl(struct session *, struct frame *);
 void		 link_send_data(struct session *, struct frame *);
 int		 link_frame_recv(struct session *, struct channel *,

@@ -120,7 +120,8 @@ session_new(const char *id, enum se_role role)
 	se->se_progev = event_new(g_base, -1, EV_PERSIST, session_progress_cb,
 	    se);
 	if (se->se_ackev == NULL || se->se_timer == NULL ||
-	    se->se_progev == NULL) {
+	    se->se_progev == NULL || link_init_session(se) != 0) {
+		link_fini_session(se);
 		if (se->se_progev)
 			event_free(se->se_progev);
 		if (se->se_ackev)
@@ -169,6 +170,7 @@ session_free(struct session *se)
 	event_free(se->se_ackev);
 	event_free(se->se_timer);
 	event_free(se->se_progev);
+	link_fini_session(se);
 	free(se);
 }
 
@@ -221,6 +223,11 @@ session_progress_cb(evutil_socket_t fd, short ev, void *arg)
 
 	if (session_is_final(se)) {
 		event_del(se->se_progev);
+		return;
+	}
+	if (se->se_resuming) {
+		/* The grace period of the lost channels rules meanwhile. */
+		mono_now(&se->se_last_progress);
 		return;
 	}
 	moved = session_moved(se);
@@ -362,9 +369,9 @@ session_fail(struct session *se, enum se_state final, const char *class,
 	snprintf(se->se_errclass, sizeof(se->se_errclass), "%s", class);
 	evtimer_del(se->se_timer);
 	event_del(se->se_progev);
-	if (se->se_ch[0] != NULL && se->se_ch[0]->ch_state == CH_UP)
-		link_send_abort(se, class, final == SE_CANCELLED ?
-		    "session cancelled on the peer relay" : se->se_errdesc);
+	evtimer_del(se->se_resumeev);
+	link_send_abort(se, class, final == SE_CANCELLED ?
+	    "session cancelled on the peer relay" : se->se_errdesc);
 	session_close_qemu(se);
 	session_close_link(se, 0);
 	session_set_state(se, final);
@@ -388,6 +395,7 @@ session_link_up(struct session *se)
 	struct timeval	 tv;
 
 	evtimer_del(se->se_timer);
+	se->se_link_was_up = 1;
 	ms_to_tv(1000, &tv);
 	mono_now(&se->se_last_progress);
 	event_add(se->se_progev, &tv);
@@ -538,6 +546,11 @@ session_to_json(const struct session *se)
 	ms = session_duration_ms(se);
 	json_object_object_add(o, "duration-ms",
 	    json_object_new_int64((int64_t)ms));
+	json_object_object_add(o, "reconnects",
+	    json_object_new_int64((int64_t)se->se_reconnects));
+	json_object_object_add(o, "resuming",
+	    json_object_new_boolean(se->se_resuming &&
+	    !session_is_final(se)));
 	cs = json_object_new_array();
 	for (i = 0; i < PROTO_MAX_CHANNELS; i++) {
 		const struct channel *ch = se->se_ch[i];
@@ -551,6 +564,8 @@ session_to_json(const struct session *se)
 		    json_object_new_int64((int64_t)ch->ch_bytes_sent));
 		json_object_object_add(c, "received",
 		    json_object_new_int64((int64_t)ch->ch_bytes_recv));
+		json_object_object_add(c, "reconnects",
+		    json_object_new_int64((int64_t)se->se_ch_reconnects[i]));
 		json_object_array_add(cs, c);
 	}
 	json_object_object_add(o, "channel-stats", cs);

@@ -63,6 +63,7 @@ stream_new(struct session *se, uint32_t id, int fd)
 	st->st_state = ST_ANNOUNCED;
 	TAILQ_INIT(&st->st_inq);
 	TAILQ_INIT(&st->st_reorder);
+	TAILQ_INIT(&st->st_replay);
 	/* Keep the list sorted by id. */
 	TAILQ_FOREACH_REVERSE(it, &se->se_streams, streamq, st_entry)
 		if (it->st_id < id)
@@ -115,6 +116,8 @@ stream_qemu_side(const struct stream *st)
 void
 stream_close_fd(struct stream *st)
 {
+	struct frame	*f;
+
 	if (st->st_rev != NULL) {
 		event_free(st->st_rev);
 		st->st_rev = NULL;
@@ -135,6 +138,10 @@ stream_close_fd(struct stream *st)
 		st->st_state = ST_DONE;
 	frameq_free(&st->st_inq);
 	frameq_free(&st->st_reorder);
+	while ((f = TAILQ_FIRST(&st->st_replay)) != NULL) {
+		TAILQ_REMOVE(&st->st_replay, f, f_rentry);
+		frame_free(f);
+	}
 }
 
 void
@@ -189,6 +196,7 @@ stream_send_open(struct stream *st, uint8_t flags)
 	if (st->st_opened)
 		return;
 	st->st_opened = 1;
+	st->st_open_flags = flags;
 	if (st->st_timer != NULL)
 		evtimer_del(st->st_timer);
 	if ((f = frame_new(FRAME_OPEN, flags, st->st_id, 0, 0)) != NULL)
@@ -269,6 +277,8 @@ stream_read_cb(evutil_socket_t fd, short ev, void *arg)
 		st->st_out_seq++;
 		st->st_out_bytes += (uint64_t)n;
 		se->se_inflight += (uint64_t)n;
+		if (se->se_resume)
+			link_retain(st, f);
 		link_send_data(se, f);
 		if (session_is_final(se))
 			return;
@@ -459,6 +469,23 @@ stream_connect_next(struct session *se)
 	}
 }
 
+/* Has this stream received DATA frame seq already? */
+static int
+stream_have_seq(const struct stream *st, uint64_t seq)
+{
+	const struct frame	*it;
+
+	if (seq < st->st_in_seq)
+		return 1;
+	TAILQ_FOREACH(it, &st->st_reorder, f_entry) {
+		if (it->f_seq == seq)
+			return 1;
+		if (it->f_seq > seq)
+			break;
+	}
+	return 0;
+}
+
 /* A DATA frame (stolen) for this stream.  Returns 0 or -1 (failed). */
 int
 stream_on_data(struct stream *st, struct frame *f)
@@ -467,6 +494,11 @@ stream_on_data(struct stream *st, struct frame *f)
 	struct frame	*it;
 	const char	*why = NULL;
 
+	if (se->se_resume && f->f_len > 0 && stream_have_seq(st, f->f_seq)) {
+		/* Sent again after a lost channel; we have it already. */
+		frame_free(f);
+		return 0;
+	}
 	if (f->f_len == 0)
 		why = "empty DATA frame";
 	else if (st->st_in_fin && f->f_seq >= st->st_in_fin_seq)
@@ -525,6 +557,8 @@ stream_on_fin(struct stream *st, uint64_t seq)
 	struct session	*se = st->st_se;
 	struct frame	*last = TAILQ_LAST(&st->st_reorder, frameq);
 
+	if (se->se_resume && st->st_in_fin && seq == st->st_in_fin_seq)
+		return 0;		/* sent again after a lost channel */
 	if (st->st_in_fin || seq < st->st_in_seq ||
 	    (last != NULL && last->f_seq >= seq)) {
 		session_fail(se, SE_FAILED, EC_GENERIC, "protocol error from "
@@ -548,6 +582,9 @@ stream_on_ack(struct stream *st, uint64_t bytes, int fin)
 {
 	struct session	*se = st->st_se;
 
+	/* After a lost channel, an older ACK may arrive after a newer one. */
+	if (se->se_resume && bytes < st->st_out_acked && !fin)
+		return 0;
 	if (bytes < st->st_out_acked || bytes > st->st_out_bytes ||
 	    (fin && (!st->st_out_eof || bytes != st->st_out_bytes))) {
 		session_fail(se, SE_FAILED, EC_GENERIC, "protocol error from "
@@ -558,6 +595,7 @@ stream_on_ack(struct stream *st, uint64_t bytes, int fin)
 	st->st_out_acked = bytes;
 	if (fin)
 		st->st_out_fin_acked = 1;
+	link_release_acked(st);
 	stream_update_reading(st);
 	if (se->se_blocked && se->se_inflight < LINK_INFLIGHT_CAP)
 		session_kick_reads(se);

@@ -92,6 +92,10 @@ frame_new(uint8_t type, uint8_t flags, uint32_t stream, uint64_t seq,
 	f->f_len = (uint32_t)len;
 	f->f_off = 0;
 	f->f_raw = 0;
+	f->f_refs = 1;
+	f->f_queued = 0;
+	f->f_chan = 0;
+	f->f_end = 0;
 	frame_seal(f);
 	return f;
 }
@@ -110,9 +114,12 @@ frame_seal(struct frame *f)
 	frame_hdr_encode(f->f_hdr, &h);
 }
 
+/* Drop one reference; the last one frees. */
 void
 frame_free(struct frame *f)
 {
+	if (f == NULL || --f->f_refs > 0)
+		return;
 	free(f);
 }
 
