@@ -234,6 +234,18 @@ link_rejoin_failed(struct channel *ch, const char *class, const char *msg,
 	channel_close(ch, msg);
 	if (se == NULL || session_is_final(se))
 		return;
+	/*
+	 * The destination completed (it had our CLOSE and answered it) and
+	 * only its CLOSE was lost with the channel: we are complete too.
+	 */
+	if (fatal && se->se_role == ROLE_SOURCE && se->se_close_sent &&
+	    strcmp(class, EC_REJECTED) == 0 && strstr(msg, "(completed)")) {
+		log_info("session %s: the peer relay completed the session "
+		    "while channel %u was lost", se->se_id, index);
+		se->se_close_rcvd = 1;
+		session_check_complete(se);
+		return;
+	}
 	if (fatal) {
 		session_fail(se, SE_FAILED, strcmp(class, EC_UNREACHABLE) == 0 ?
 		    EC_UNREACHABLE : class, "link to peer relay %s lost (%s) "

@@ -150,6 +150,12 @@ metrics_cb(struct evhttp_request *req, void *arg)
 		    "role=\"%s\",state=\"%s\"} 1\n", se->se_id, role,
 		    session_state_name(se->se_state));
 	}
+	metric(b, "migrelay_session_reconnects_total", "counter",
+	    "Relay channels re-established after they broke, per session.");
+	TAILQ_FOREACH(se, &g_sessions, se_entry)
+		evbuffer_add_printf(b, "migrelay_session_reconnects_total{"
+		    "session=\"%s\"} %llu\n", se->se_id,
+		    (unsigned long long)se->se_reconnects);
 	metric(b, "migrelay_channel_bytes_total", "counter",
 	    "Bytes on each relay channel of live sessions, by direction.");
 	TAILQ_FOREACH(se, &g_sessions, se_entry) {
