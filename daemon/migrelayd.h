@@ -233,6 +233,11 @@ struct stream {
 	int			 st_in_fin_done;
 	int			 st_in_fin_acked; /* ACK_FIN sent */
 	int			 st_ack_pending;
+	/* What QEMU said, seen passing (stream.c, stream_watch). */
+	uint8_t			 st_fwd_head[4];	/* first forward bytes */
+	unsigned int		 st_fwd_headlen;
+	uint8_t			 st_rev_tail[8];	/* last reverse bytes */
+	uint64_t		 st_rev_bytes;
 };
 TAILQ_HEAD(streamq, stream);
 
@@ -471,6 +476,7 @@ void		 stream_flush_acks(struct session *);
 void		 stream_connect_next(struct session *);
 int		 stream_qemu_listen(struct session *, const char **errstr);
 void		 stream_close_fd(struct stream *);
+const char	*stream_qemu_verdict(const struct stream *);
 
 /* session.c */
 extern struct sessionq	 g_sessions;

@@ -448,6 +448,8 @@ void
 session_check_complete(struct session *se)
 {
 	struct frame	*f;
+	struct stream	*st;
+	const char	*why;
 	int		 done;
 
 	if (session_is_final(se))
@@ -462,6 +464,13 @@ session_check_complete(struct session *se)
 		return;
 	if (se->se_role == ROLE_DESTINATION && !se->se_close_rcvd)
 		return;
+	if ((st = stream_find(se, 1)) != NULL &&
+	    (why = stream_qemu_verdict(st)) != NULL) {
+		/* Every connection closed cleanly, but QEMU says it failed. */
+		session_fail(se, SE_FAILED, EC_GENERIC, "migration failed: %s",
+		    why);
+		return;
+	}
 	if (!se->se_close_sent) {
 		stream_flush_acks(se);
 		if ((f = frame_new(FRAME_CLOSE, 0, 0, 0, 0)) != NULL)

@@ -40,6 +40,8 @@ static void	 stream_send_open(struct stream *, uint8_t flags);
 static void	 stream_send_ack(struct stream *);
 static int	 stream_can_read(struct stream *);
 static const char *stream_qemu_side(const struct stream *);
+static void	 stream_watch(struct stream *, int from_qemu,
+		    const uint8_t *, size_t);
 
 /*
  * A new stream with id in se, not yet connected when fd is -1.  Returns a
@@ -261,6 +263,7 @@ stream_read_cb(evutil_socket_t fd, short ev, void *arg)
 			break;
 		}
 		budget += (size_t)n;
+		stream_watch(st, 1, f->f_data, (size_t)n);
 		if ((size_t)n < want && want - (size_t)n >= 64 * 1024) {
 			g = realloc(f, sizeof(*f) + (size_t)n);
 			if (g != NULL)
@@ -469,6 +472,66 @@ stream_connect_next(struct session *se)
 	}
 }
 
+/*
+ * Completion proof.  The relay is transparent and never parses QEMU's
+ * stream, but it keeps two small facts about each connection: the first
+ * bytes of the forward direction (source QEMU to destination QEMU) and the
+ * last bytes of the reverse one.  On QEMU's main connection
+ * (QEMU_VM_FILE_MAGIC "QEVM" first) with a return path, the destination's
+ * last message is MIG_RP_MSG_SHUT with value 0 once it has loaded
+ * everything; a destination that fails or dies closes without it.
+ */
+static void
+stream_watch(struct stream *st, int from_qemu, const uint8_t *p, size_t n)
+{
+	int	 forward = (st->st_se->se_role == ROLE_SOURCE) == from_qemu;
+	size_t	 k, keep;
+
+	if (forward) {
+		while (n > 0 && st->st_fwd_headlen < sizeof(st->st_fwd_head)) {
+			st->st_fwd_head[st->st_fwd_headlen++] = *p++;
+			n--;
+		}
+		return;
+	}
+	st->st_rev_bytes += n;
+	if (n >= sizeof(st->st_rev_tail)) {
+		memcpy(st->st_rev_tail, p + n - sizeof(st->st_rev_tail),
+		    sizeof(st->st_rev_tail));
+		return;
+	}
+	keep = sizeof(st->st_rev_tail) - n;
+	for (k = 0; k < keep; k++)
+		st->st_rev_tail[k] = st->st_rev_tail[k + n];
+	memcpy(st->st_rev_tail + keep, p, n);
+}
+
+/*
+ * NULL when the stream ended as QEMU ends a successful migration, or when
+ * the relay cannot tell (not a QEMU main stream, QEMU's own TLS, no return
+ * path); otherwise why the migration did not succeed.
+ */
+const char *
+stream_qemu_verdict(const struct stream *st)
+{
+	static const uint8_t	 magic[4] = { 'Q', 'E', 'V', 'M' };
+	static const uint8_t	 shut_ok[8] = { 0, 1, 0, 4, 0, 0, 0, 0 };
+
+	if (st->st_fwd_headlen < sizeof(magic) ||
+	    memcmp(st->st_fwd_head, magic, sizeof(magic)) != 0 ||
+	    st->st_rev_bytes == 0)
+		return NULL;
+	if (st->st_rev_bytes >= sizeof(shut_ok) &&
+	    memcmp(st->st_rev_tail, shut_ok, sizeof(shut_ok)) == 0)
+		return NULL;
+	if (st->st_rev_bytes >= sizeof(shut_ok) &&
+	    memcmp(st->st_rev_tail, shut_ok, 4) == 0)
+		return "the destination QEMU reported an error at the end "
+		    "(return path SHUT with a non-zero value)";
+	return "the destination QEMU closed its return path without "
+	    "reporting success (no SHUT): it did not load the migration";
+}
+
 /* Has this stream received DATA frame seq already? */
 static int
 stream_have_seq(const struct stream *st, uint64_t seq)
@@ -518,11 +581,13 @@ stream_on_data(struct stream *st, struct frame *f)
 	st->st_in_bytes += f->f_len;
 	if (f->f_seq == st->st_in_seq) {
 		TAILQ_INSERT_TAIL(&st->st_inq, f, f_entry);
+		stream_watch(st, 0, f->f_data, f->f_len);
 		st->st_in_seq++;
 		while ((it = TAILQ_FIRST(&st->st_reorder)) != NULL &&
 		    it->f_seq == st->st_in_seq) {
 			TAILQ_REMOVE(&st->st_reorder, it, f_entry);
 			TAILQ_INSERT_TAIL(&st->st_inq, it, f_entry);
+			stream_watch(st, 0, it->f_data, it->f_len);
 			st->st_in_seq++;
 		}
 	} else {
