@@ -28,9 +28,16 @@ In-process API (FaultProxy):
   resume(conn=None)        undo stall()
   reset(conn)              RST both sides of connection conn (SO_LINGER 0, close)
   reset_all()              the same for every open connection; returns how many
-  cut(seconds=None)        cut the link: every byte read from either side is dropped, and
+  cut(seconds=None, reset=False)
+                           cut the link: every byte read from either side is dropped, and
                            new connections are refused (accepted and RST at once), for
-                           `seconds` (None: until uncut()/clear())
+                           `seconds` (None: until uncut()/clear()).  The open connections
+                           stay open and silent (a network dropping every packet, but FIN
+                           and RST still pass; whatever passes after the cut follows a hole
+                           in the stream); with
+                           reset=True they are reset (RST) as the cut begins instead (an
+                           outage that kills connections: a firewall or NAT losing state);
+                           returns how many were reset
   uncut()                  end a cut early
   corrupt(conn=None, offset=None, after=None, direction="up", xor=0xFF)
                            XOR the byte at absolute `offset` of that direction's stream of
@@ -51,8 +58,8 @@ In-process API (FaultProxy):
 
 Control socket (start(control="PATH") or --control PATH): a Unix stream socket, one
 command per line, one JSON reply per line ({"ok": true, ...} or {"error": "..."}):
-  delay MS | throttle BPS | stall [CONN] | resume [CONN] | reset CONN|all | cut [SECONDS]
-  uncut | corrupt CONN|- OFFSET [up|down] [XOR] | corrupt-after CONN|- N [up|down] [XOR]
+  delay MS | throttle BPS | stall [CONN] | resume [CONN] | reset CONN|all
+  cut [SECONDS|-] [reset] | uncut | corrupt CONN|- OFFSET [up|down] [XOR] | corrupt-after CONN|- N [up|down] [XOR]
   clear | status
 e.g.  echo "cut 5" | socat - UNIX-CONNECT:/tmp/fp.sock
 
@@ -285,7 +292,8 @@ class FaultProxy:
         self._wake()
         return n
 
-    def cut(self, seconds=None):
+    def cut(self, seconds=None, reset=False):
+        n = 0
         with self._lock:
             self._cut_until = (float("inf") if seconds is None
                                else time.monotonic() + float(seconds))
@@ -294,8 +302,12 @@ class FaultProxy:
                     d.dropped += d.pending_bytes
                     d.pending.clear()
                     d.pending_bytes = 0
-        self._log("cut for %s s" % seconds)
+                if reset and not c.closed:
+                    self._close_conn(c, rst=True)
+                    n += 1
+        self._log("cut for %s s%s" % (seconds, ", %d connections reset" % n if reset else ""))
         self._wake()
+        return n
 
     def uncut(self):
         with self._lock:
@@ -759,7 +771,8 @@ class _ControlServer:
                 return {"ok": True, "reset": p.reset_all()}
             return {"ok": p.reset(int(a[0]))}
         elif cmd == "cut":
-            p.cut(float(a[0]) if a else None)
+            secs = float(a[0]) if a and a[0] not in ("-", "reset") else None
+            p.cut(secs, reset="reset" in a)
         elif cmd == "uncut":
             p.uncut()
         elif cmd in ("corrupt", "corrupt-after"):
