@@ -262,6 +262,8 @@ channel_greet(struct channel *ch)
 	hs_add_feature(&m, FEAT_HEARTBEAT);
 	if (g_conf.reconnect_timeout_ms > 0)
 		hs_add_feature(&m, FEAT_RESUME);
+	if (g_conf.insecure_plaintext)
+		hs_add_feature(&m, FEAT_CRC);
 	channel_greeting_auth(&m);
 	channel_send_magic(ch);
 	channel_send_hs(ch, FRAME_GREETING, &m);
@@ -434,6 +436,8 @@ feature_is_supported(const char *name)
 		return g_conf.insecure_plaintext;
 	if (strcmp(name, FEAT_RESUME) == 0)
 		return g_conf.reconnect_timeout_ms > 0;
+	if (strcmp(name, FEAT_CRC) == 0)
+		return g_conf.insecure_plaintext;
 	if (strcmp(name, FEAT_TLS) == 0)
 		return g_tls != NULL;
 	if (strcmp(name, FEAT_SCRAM) == 0)
@@ -461,6 +465,52 @@ channel_reject(struct channel *ch, const char *class, const char *desc)
 			g_stats.st_auth_failures++;
 	}
 	channel_drain_close(ch, 0);
+}
+
+/*
+ * Plaintext links with "crc32c": the header says FRAME_F_CRC and counts
+ * the trailer, which is the CRC-32C of the header and the payload.  Done
+ * once per frame; a frame sent again keeps it.
+ */
+static void
+channel_seal_crc(struct frame *f)
+{
+	struct frame_hdr	 h = {
+		.type = f->f_type,
+		.flags = f->f_flags | FRAME_F_CRC,
+		.stream = f->f_stream,
+		.seq = f->f_seq,
+		.len = f->f_len + FRAME_CRC_LEN,
+	};
+
+	frame_hdr_encode(f->f_hdr, &h);
+	put_be32(f->f_crc, crc32c(crc32c(0, f->f_hdr, FRAME_HDR_LEN),
+	    f->f_data, f->f_len));
+	f->f_tl = FRAME_CRC_LEN;
+}
+
+/*
+ * Check and strip the CRC-32C of a received frame (h and f describe it
+ * with the trailer).  Returns 0, or -1 when it does not match.
+ */
+static int
+channel_check_crc(struct frame_hdr *h, struct frame *f)
+{
+	uint8_t		 hdr[FRAME_HDR_LEN];
+	uint32_t	 want;
+
+	if (!(h->flags & FRAME_F_CRC) || h->len < FRAME_CRC_LEN)
+		return -1;
+	frame_hdr_encode(hdr, h);
+	want = get_be32(f->f_data + h->len - FRAME_CRC_LEN);
+	if (crc32c(crc32c(0, hdr, sizeof(hdr)), f->f_data,
+	    h->len - FRAME_CRC_LEN) != want)
+		return -1;
+	h->len -= FRAME_CRC_LEN;
+	h->flags &= ~FRAME_F_CRC;
+	f->f_len = h->len;
+	f->f_flags = h->flags;
+	return 0;
 }
 
 /* A frame leaves this channel's output queue (written or dropped). */
@@ -498,8 +548,12 @@ channel_send(struct channel *ch, struct frame *f, int urgent)
 	f->f_queued = 1;
 	f->f_chan = ch->ch_id;
 	f->f_off = 0;
+	if (ch->ch_state == CH_UP && ch->ch_se != NULL && ch->ch_se->se_crc &&
+	    !f->f_raw && f->f_tl == 0)
+		channel_seal_crc(f);
 	TAILQ_INSERT_TAIL(urgent ? &ch->ch_urgent : &ch->ch_bulk, f, f_entry);
-	ch->ch_outq_bytes += f->f_len + (f->f_raw ? 0 : FRAME_HDR_LEN);
+	ch->ch_outq_bytes += f->f_len + f->f_tl +
+	    (f->f_raw ? 0 : FRAME_HDR_LEN);
 	if (ch->ch_state != CH_CONNECTING && ch->ch_state != CH_TLS &&
 	    !event_pending(ch->ch_wev, EV_WRITE, NULL))
 		channel_flush(ch);
@@ -557,7 +611,7 @@ channel_consume(struct channel *ch, struct frame **fs, struct frameq **fq,
 	for (i = 0; i < nf && w > 0; i++) {
 		f = fs[i];
 		hl = f->f_raw ? 0 : FRAME_HDR_LEN;
-		left = hl + f->f_len - f->f_off;
+		left = hl + f->f_len + f->f_tl - f->f_off;
 		if (w < left) {
 			f->f_off += w;
 			ch->ch_outq_bytes -= w;
@@ -576,20 +630,25 @@ channel_iov(struct frame **fs, unsigned int nf, struct iovec *iov)
 {
 	struct frame	*f;
 	unsigned int	 i, n = 0;
-	size_t		 hl;
+	size_t		 hl, off;
 
 	for (i = 0; i < nf; i++) {
 		f = fs[i];
 		hl = f->f_raw ? 0 : FRAME_HDR_LEN;
-		if (f->f_off < hl) {
-			iov[n].iov_base = f->f_hdr + f->f_off;
-			iov[n++].iov_len = hl - f->f_off;
+		off = f->f_off;
+		if (off < hl) {
+			iov[n].iov_base = f->f_hdr + off;
+			iov[n++].iov_len = hl - off;
+			off = hl;
 		}
-		if (f->f_len > 0) {
-			size_t o = f->f_off > hl ? f->f_off - hl : 0;
-
-			iov[n].iov_base = f->f_data + o;
-			iov[n++].iov_len = f->f_len - o;
+		if (off < hl + f->f_len) {
+			iov[n].iov_base = f->f_data + (off - hl);
+			iov[n++].iov_len = hl + f->f_len - off;
+			off = hl + f->f_len;
+		}
+		if (off < hl + f->f_len + f->f_tl) {
+			iov[n].iov_base = f->f_crc + (off - hl - f->f_len);
+			iov[n++].iov_len = hl + f->f_len + f->f_tl - off;
 		}
 	}
 	return n;
@@ -641,7 +700,7 @@ channel_flush_tls(struct channel *ch)
 				    (unsigned long long)ch->ch_since_rekey);
 			ch->ch_since_rekey = 0;
 		}
-		nf = channel_gather(ch, fs, fq, CH_IOV_MAX / 2);
+		nf = channel_gather(ch, fs, fq, CH_IOV_MAX / 3);
 		if (nf == 0)
 			return 1;
 		n = channel_iov(fs, nf, iov);
@@ -673,7 +732,7 @@ channel_flush(struct channel *ch)
 			return r;
 	} else {
 		for (;;) {
-			nf = channel_gather(ch, fs, fq, CH_IOV_MAX / 2);
+			nf = channel_gather(ch, fs, fq, CH_IOV_MAX / 3);
 			if (nf == 0)
 				break;
 			n = channel_iov(fs, nf, iov);
@@ -1034,6 +1093,18 @@ channel_dispatch(struct channel *ch, const struct frame_hdr *h,
 		frame_free(f);
 		return 0;
 	}
+	if (se->se_crc) {
+		hh = *h;
+		if (channel_check_crc(&hh, f) != 0) {
+			frame_free(f);
+			channel_fail(ch, EC_UNREACHABLE, "a frame from peer "
+			    "relay %s on channel %u failed its CRC-32C check "
+			    "(data corrupted on the network)", ch->ch_peer,
+			    ch->ch_index);
+			return -1;
+		}
+		h = &hh;
+	}
 	link_frame_recv(se, ch, h, f);
 	return ch->ch_dead ? -1 : 0;
 }
@@ -1147,6 +1218,8 @@ channel_accept_hello(struct channel *ch, const struct hs_msg *m,
 	se->se_heartbeat = hs_has_feature(m, FEAT_HEARTBEAT);
 	se->se_resume = hs_has_feature(m, FEAT_RESUME) &&
 	    feature_is_supported(FEAT_RESUME);
+	se->se_crc = hs_has_feature(m, FEAT_CRC) &&
+	    feature_is_supported(FEAT_CRC);
 	snprintf(se->se_peer, sizeof(se->se_peer), "%s", ch->ch_peer);
 	snprintf(se->se_identity, sizeof(se->se_identity), "%s", identity);
 	memcpy(w.token, se->se_token, LINK_TOKEN_LEN);
@@ -1456,6 +1529,10 @@ channel_hs_connecting(struct channel *ch, const struct frame_hdr *h,
 			hs_add_feature(&o, FEAT_RESUME);
 			se->se_resume = 1;
 		}
+		if (hs_has_feature(&m, FEAT_CRC) && g_conf.insecure_plaintext) {
+			hs_add_feature(&o, FEAT_CRC);
+			se->se_crc = 1;
+		}
 		for (i = 0; i < m.nrequire; i++)
 			if (strncmp(m.require[i], FEAT_SCRAM,
 			    strlen(FEAT_SCRAM)) == 0)
@@ -1682,7 +1759,8 @@ channel_drain_close(struct channel *ch, int linger)
 		if (f == TAILQ_FIRST(&ch->ch_bulk) && f->f_off > 0)
 			break;
 		TAILQ_REMOVE(&ch->ch_bulk, f, f_entry);
-		ch->ch_outq_bytes -= FRAME_HDR_LEN + f->f_len - f->f_off;
+		ch->ch_outq_bytes -= FRAME_HDR_LEN + f->f_len + f->f_tl -
+		    f->f_off;
 		channel_release(f);
 	}
 	ms_to_tv(DRAIN_TIMEOUT_MS, &tv);

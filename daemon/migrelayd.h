@@ -67,6 +67,7 @@
 #define FEAT_SCRAM_PLUS		"scram-sha-256-plus"
 #define FEAT_HEARTBEAT		"heartbeat"
 #define FEAT_RESUME		"resume"
+#define FEAT_CRC		"crc32c"
 
 /* Error classes of the control protocol. */
 #define EC_GENERIC		"GenericError"
@@ -104,6 +105,8 @@ struct frame {
 	uint8_t			 f_type;
 	uint8_t			 f_flags;
 	uint8_t			 f_raw;		/* no header: f_data only */
+	uint8_t			 f_tl;		/* trailer bytes: 0 or CRC */
+	uint8_t			 f_crc[FRAME_CRC_LEN];
 	uint32_t		 f_stream;
 	uint64_t		 f_seq;
 	uint32_t		 f_len;		/* payload bytes */
@@ -292,6 +295,7 @@ struct session {
 	struct event		*se_timer;	/* connect/handshake deadline */
 	struct event		*se_progev;	/* progress check, once a second */
 	int			 se_heartbeat;	/* peer sends heartbeats */
+	int			 se_crc;	/* frames carry a CRC-32C */
 	/* Channel re-establishment ("resume", link.c). */
 	int			 se_resume;	/* negotiated */
 	int			 se_link_was_up; /* losses are resumable */

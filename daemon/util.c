@@ -92,6 +92,7 @@ frame_new(uint8_t type, uint8_t flags, uint32_t stream, uint64_t seq,
 	f->f_len = (uint32_t)len;
 	f->f_off = 0;
 	f->f_raw = 0;
+	f->f_tl = 0;
 	f->f_refs = 1;
 	f->f_queued = 0;
 	f->f_chan = 0;

@@ -57,6 +57,8 @@ enum frame_type {
 /* Frame flags. */
 #define FRAME_F_OPEN_NOW	0x01	/* OPEN: connect the leg before data */
 #define FRAME_F_ACK_FIN		0x01	/* ACK: the FIN was delivered too */
+#define FRAME_F_CRC		0x80	/* any type: payload ends with CRC-32C */
+#define FRAME_CRC_LEN		4	/* be32 CRC-32C of header and payload */
 
 /* Decoded frame header (wire: type, flags, be16 0, be32 stream, be64 seq, be32 len). */
 struct frame_hdr {
@@ -105,6 +107,10 @@ struct hs_msg {
 	char		 auth[HS_AUTH_MAX + 1];
 	unsigned int	 present;	/* bit (1 << tag) for each tag seen */
 };
+
+/* crc32c.c */
+uint32_t crc32c(uint32_t crc, const void *buf, size_t len);
+int	 crc32c_use_hw(int on);
 
 /* frame.c */
 void	 frame_hdr_encode(uint8_t *buf, const struct frame_hdr *);

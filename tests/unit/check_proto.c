@@ -334,6 +334,64 @@ START_TEST(session_ids)
 }
 END_TEST
 
+/* RFC 3720 appendix B.4 vectors and the usual check value. */
+static void
+crc_vectors(void)
+{
+	uint8_t		 buf[32];
+	unsigned int	 i;
+
+	ck_assert_uint_eq(crc32c(0, "123456789", 9), 0xE3069283u);
+	memset(buf, 0, sizeof(buf));
+	ck_assert_uint_eq(crc32c(0, buf, sizeof(buf)), 0x8A9136AAu);
+	memset(buf, 0xff, sizeof(buf));
+	ck_assert_uint_eq(crc32c(0, buf, sizeof(buf)), 0x62A8AB43u);
+	for (i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)i;
+	ck_assert_uint_eq(crc32c(0, buf, sizeof(buf)), 0x46DD794Eu);
+	ck_assert_uint_eq(crc32c(0, NULL, 0), 0);
+}
+
+START_TEST(crc_table)
+{
+	crc32c_use_hw(0);
+	crc_vectors();
+}
+END_TEST
+
+START_TEST(crc_cpu)
+{
+	crc32c_use_hw(1);
+	crc_vectors();
+}
+END_TEST
+
+/* Both versions agree, and pieces chain, at every length and alignment. */
+START_TEST(crc_chain)
+{
+	static uint8_t	 buf[4096 + 16];
+	uint32_t	 whole, sw, part;
+	size_t		 len, off, cut;
+
+	for (len = 0; len < sizeof(buf); len++)
+		buf[len] = (uint8_t)(len * 131 + 7);
+	for (len = 0; len <= 4096; len += len < 64 ? 1 : 509) {
+		for (off = 0; off < 8; off++) {
+			crc32c_use_hw(1);
+			whole = crc32c(0, buf + off, len);
+			cut = len / 3;
+			part = crc32c(crc32c(0, buf + off, cut), buf + off + cut,
+			    len - cut);
+			crc32c_use_hw(0);
+			sw = crc32c(0, buf + off, len);
+			ck_assert_uint_eq(whole, sw);
+			ck_assert_uint_eq(whole, part);
+		}
+	}
+	crc32c_use_hw(1);
+}
+END_TEST
+
 static Suite *
 proto_suite(void)
 {
@@ -359,6 +417,11 @@ proto_suite(void)
 	tcase_add_test(tc, uri_bad);
 	tcase_add_test(tc, hostport);
 	tcase_add_test(tc, session_ids);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("crc32c");
+	tcase_add_test(tc, crc_table);
+	tcase_add_test(tc, crc_cpu);
+	tcase_add_test(tc, crc_chain);
 	suite_add_tcase(s, tc);
 	return s;
 }
