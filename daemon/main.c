@@ -113,6 +113,20 @@ sighup_cb(evutil_socket_t sig, short ev, void *arg)
 static struct event	*drain_ev;
 static struct timespec	 drain_start;
 
+/*
+ * Leave the loop a little later, so that the ABORTs just queued reach the
+ * peer relays: without them a peer that can re-establish channels would
+ * wait out its reconnect-timeout instead of learning why.
+ */
+static void
+loop_exit_soon(void)
+{
+	struct timeval	 tv;
+
+	ms_to_tv(300, &tv);
+	event_base_loopexit(g_base, &tv);
+}
+
 /* Sessions that are not migrating yet end at once when we stop. */
 static void
 drain_fail_idle(void)
@@ -149,6 +163,9 @@ drain_cb(evutil_socket_t fd, short ev, void *arg)
 		    "migration%s", g_conf.drain_timeout_ms, n, n == 1 ? "" : "s");
 		session_fail_all("the relay is shutting down (drain period "
 		    "over)");
+		event_del(drain_ev);
+		loop_exit_soon();
+		return;
 	}
 	event_base_loopexit(g_base, NULL);
 }
@@ -167,7 +184,7 @@ signal_cb(evutil_socket_t sig, short ev, void *arg)
 	if (g_draining) {
 		log_info("signal %d again: stopping now", (int)sig);
 		session_fail_all("the relay is shutting down");
-		event_base_loopexit(g_base, NULL);
+		loop_exit_soon();
 		return;
 	}
 	g_draining = 1;

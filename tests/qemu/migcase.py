@@ -23,6 +23,11 @@ description of both relay sessions, the destination guest never starting, the re
 (and, for a stopped destination QEMU, their memory and the source's backpressure), then
 migrates the same VM again through the same relays with a new session id.
 
+Resume modes (RESUME_FAULTS, "resume_fault" in MODES) break the link between the relays
+mid-migration in a way the relays must recover from by re-establishing channels
+(--reconnect-timeout, link feature "resume"): the migration must complete with all the
+checks of a success mode, and the source session must count reconnects.
+
 Usage: t-<mode>.py [--direct] [--keep]   (exit 0 pass, 1 fail, 77 skip)
 """
 
@@ -69,7 +74,20 @@ INJECTIONS = {
     "stall-dst-relay": ("SIGSTOP the destination relay", {"S": "failed", "D": None}),
 }
 STALL_PROGRESS_TIMEOUT_MS = 3000    # relays' --progress-timeout in the stall test
-STALL_FAIL_WITHIN_S = STALL_PROGRESS_TIMEOUT_MS / 1000.0 + 2.0 + 1.0  # + check period
+# Lost channels are re-established for --reconnect-timeout (default 30 s) before a session
+# fails: modes whose link breaks for good give the relays a short grace period, so the
+# failure comes after link timeout (a silent link) + grace + check period + slack.
+SHORT_RECONNECT_MS = 3000
+_SHORT_RECONNECT_ARGS = ["--reconnect-timeout", str(SHORT_RECONNECT_MS)]
+STALL_LINK_TIMEOUT_MS = 3000
+# SIGSTOP: the progress timeout fails the session, or the link timeout (no heartbeat)
+# declares the channels dead first, and then the re-dials (TCP connects, TLS never
+# answers) fail after the grace period
+STALL_FAIL_WITHIN_S = max(STALL_PROGRESS_TIMEOUT_MS,
+                          STALL_LINK_TIMEOUT_MS + SHORT_RECONNECT_MS) / 1000.0 + 2.0 + 1.0
+# the source relay is gone: the destination relay waits out the grace period (no earlier),
+# then fails PeerUnreachable (check period, slack)
+KILL_SRC_DST_FINAL_S = (SHORT_RECONNECT_MS / 1000.0 - 0.5, SHORT_RECONNECT_MS / 1000.0 + 3.0)
 
 # Capabilities and parameters set on BOTH QEMUs, per mode; "relay_channels" is the
 # session-outgoing `channels` argument.
@@ -99,13 +117,18 @@ MODES = {
     "cancel": dict(caps={"return-path": True}, inject="cancel"),
     "cancel-dst": dict(caps={"return-path": True}, inject="cancel-dst"),
     "kill-dst-relay": dict(caps={"return-path": True}, inject="kill-dst-relay"),
-    "kill-src-relay": dict(caps={"return-path": True}, inject="kill-src-relay"),
+    "kill-src-relay": dict(caps={"return-path": True}, inject="kill-src-relay",
+                           relay_args=_SHORT_RECONNECT_ARGS,
+                           dst_final=(("PeerUnreachable",), r"not re-established",
+                                      KILL_SRC_DST_FINAL_S)),
     "kill-dst-relay-busy": dict(caps={"return-path": True}, inject="kill-dst-relay-busy",
                                 busy=True),
     "stall-dst-relay": dict(caps={"return-path": True}, inject="stall-dst-relay",
                             fail_within=STALL_FAIL_WITHIN_S,
                             relay_args=["--progress-timeout",
-                                        str(STALL_PROGRESS_TIMEOUT_MS)]),
+                                        str(STALL_PROGRESS_TIMEOUT_MS),
+                                        "--link-timeout", str(STALL_LINK_TIMEOUT_MS)]
+                            + _SHORT_RECONNECT_ARGS),
 }
 
 # --- Fault injection around and between the relays (issue 5: graceful failure) ----------
@@ -116,11 +139,20 @@ MODES = {
 # (FAULT_EXPECT), and that the relays' file descriptors are back at their baseline.  Then
 # (unless retry=False) the same VM migrates again through the same relays, with a new
 # session id and a fresh destination QEMU, and must complete with identical RAM.
-# The relays do not re-establish broken channels (yet): a lost channel fails the session.
+# The relays re-establish lost channels for --reconnect-timeout: the faults that break the
+# link for good fail the session only after that grace period (short ones here), and
+# proxy-reset runs with the feature off (--reconnect-timeout 0) to keep the no-resume
+# failure path tested.
 FAULT_TIMEOUT_MS = 3000      # --link-timeout / --progress-timeout in the timeout modes
 FAULT_TICK_S = 1.0           # the relays check link and progress timeouts once a second
 FAULT_SLACK_S = 2.0          # scheduling on two loaded cores, QEMU noticing the close
 TIMEOUT_FAIL_WITHIN_S = FAULT_TIMEOUT_MS / 1000.0 + FAULT_TICK_S + FAULT_SLACK_S
+# a silent link: link timeout, then the grace period for re-establishing the channels
+RESUME_FAIL_WITHIN_S = TIMEOUT_FAIL_WITHIN_S + SHORT_RECONNECT_MS / 1000.0
+# ... and not before the grace period alone is over (the link timeout runs from the last
+# byte received, which on a channel carrying only heartbeats that way may be a second or
+# two before the fault, so the grace period is all that is certain)
+RESUME_FAIL_AFTER_S = SHORT_RECONNECT_MS / 1000.0
 # a stopped destination QEMU: data still moves until the socket buffers in front of it are
 # full, and only then does the progress clock start
 FILL_S = 1.0
@@ -130,25 +162,27 @@ BACKPRESSURE_SETTLE_S = 1.0  # stop-dst-qemu: after this, the source must be hel
 BACKPRESSURE_MAX_GROWTH = 1 * Q.MiB   # ... its `transferred` may grow this much at most
 CORRUPT_AHEAD = 64 * 1024    # corrupt the byte this far ahead of what the proxy has read
 FDS_SETTLE_S = 5.0           # relay fds must be back at their baseline this soon
+DRAIN_MS = 2000              # --drain-timeout of drain-src-relay
 
 FAULT_INJECTIONS = {
     "kill-dst-qemu": ("SIGKILL the destination QEMU", {"S": "failed", "D": "failed"}),
     "kill-src-qemu": ("SIGKILL the source QEMU", {"S": "failed", "D": "failed"}),
-    "proxy-stall": ("stall the link in the fault proxy (sockets open, nothing forwarded)",
+    "proxy-stall": ("stall the link in the fault proxy (sockets open, nothing forwarded, "
+                    "new connections too)", {"S": "failed", "D": "failed"}),
+    "proxy-reset": ("reset (RST) every link connection in the fault proxy (resume off)",
                     {"S": "failed", "D": "failed"}),
-    "proxy-reset": ("reset (RST) every link connection in the fault proxy",
-                    {"S": "failed", "D": "failed"}),
-    "corrupt-tls": ("flip one byte of the TLS link stream (source -> destination)",
-                    {"S": "failed", "D": "failed"}),
+    "cut-long": ("cut the link in the fault proxy (every byte dropped, new connections "
+                 "refused) until the source QEMU has failed", {"S": "failed", "D": "failed"}),
     "corrupt-frame": ("flip the type byte of one DATA frame header on the plaintext link",
                       {"S": "failed", "D": "failed"}),
-    "corrupt-payload": ("flip one byte of DATA payload on the plaintext link (source "
-                        "guest paused, so no later pass resends the page)",
-                        {"S": "failed", "D": "failed"}),
     "stop-dst-qemu": ("SIGSTOP the destination QEMU (it stops reading)",
                       {"S": "failed", "D": "failed"}),
     "netns-unreachable": ("drop every packet of the destination relay's network namespace",
                           {"S": "failed", "D": "failed"}),
+    # systemd's stop: the relay exits once its drain period is over, so only the
+    # destination's session is left to look at
+    "drain-src-relay": ("SIGTERM the source relay (stop with a drain period of %d ms)"
+                        % 2000, {"S": None, "D": "failed"}),
 }
 INJECTIONS.update(FAULT_INJECTIONS)
 
@@ -157,23 +191,29 @@ INJECTIONS.update(FAULT_INJECTIONS)
 # own words; the other one reports the peer's ABORT ("peer relay ended the session: ...")
 # or, when the link is gone, the link loss.
 _LINK_LOST = r"lost|silent|reset|closed|timed out|timeout|unreachable"
+_NOT_RESUMED = r"not re-established"
 FAULT_EXPECT = {
     "kill-dst-qemu": {"D": (None, r"(?i)qemu|connection|writing|reading"), "S": (None, None)},
     "kill-src-qemu": {"S": (None, r"(?i)qemu|connection|writing|reading|stream"),
                       "D": (None, None)},
-    "proxy-stall": {"S": (("PeerUnreachable", "Timeout"), r"(?i)silent|timeout|timed out"),
-                    "D": (("PeerUnreachable", "Timeout"), r"(?i)silent|timeout|timed out")},
+    # silent channels are dead after the link timeout; the re-dials never get through
+    "proxy-stall": {"S": (("PeerUnreachable", "Timeout"),
+                          r"(?i)silent|timeout|timed out|" + _NOT_RESUMED),
+                    "D": (("PeerUnreachable", "Timeout"),
+                          r"(?i)silent|timeout|timed out|" + _NOT_RESUMED)},
     "proxy-reset": {"S": (("PeerUnreachable",), r"(?i)" + _LINK_LOST),
                     "D": (("PeerUnreachable",), r"(?i)" + _LINK_LOST)},
-    # the destination relay decrypts the damaged record: TLS must say so
-    "corrupt-tls": {"D": (None, r"(?i)tls|ssl|decrypt|bad record mac|integrity"),
-                    "S": (None, None)},
+    "cut-long": {"S": (("PeerUnreachable",), _NOT_RESUMED),
+                 "D": (("PeerUnreachable",), _NOT_RESUMED)},
     "corrupt-frame": {"D": (None, r"(?i)protocol error"), "S": (None, None)},
-    "corrupt-payload": {"D": (None, None), "S": (None, None)},
     # whichever relay's progress timeout fires, the source's error names it
     "stop-dst-qemu": {"S": (None, r"(?i)progress"), "D": (None, None)},
-    "netns-unreachable": {"S": (("PeerUnreachable", "Timeout"), r"(?i)" + _LINK_LOST),
-                          "D": (("PeerUnreachable", "Timeout"), r"(?i)" + _LINK_LOST)},
+    # the peer relay's ABORT, not a lost link (the relay flushes it before it exits)
+    "drain-src-relay": {"D": (None, r"shutting down")},
+    "netns-unreachable": {"S": (("PeerUnreachable", "Timeout"),
+                                r"(?i)" + _LINK_LOST + "|" + _NOT_RESUMED),
+                          "D": (("PeerUnreachable", "Timeout"),
+                                r"(?i)" + _LINK_LOST + "|" + _NOT_RESUMED)},
 }
 
 _LINK_TIMEOUT_ARGS = ["--link-timeout", str(FAULT_TIMEOUT_MS)]
@@ -191,24 +231,90 @@ MODES.update({
     # no source guest afterwards: the relay sessions must fail within FAIL_WITHIN_S and
     # release their fds; the retry migrates a fresh VM through the same relays
     "kill-src-qemu": dict(caps={"return-path": True}, inject="kill-src-qemu"),
+    # The re-dials reach the destination relay through the stalled proxy, which passes
+    # nothing on, not even their close: the destination relay holds them until its
+    # handshake timeout, made short so that its fds are back within FDS_SETTLE_S.
     "proxy-stall": dict(caps={"return-path": True}, inject="proxy-stall", proxy=True,
-                        relay_channels=2, relay_args=_LINK_TIMEOUT_ARGS,
-                        fail_within=TIMEOUT_FAIL_WITHIN_S),
+                        relay_channels=2,
+                        relay_args=_LINK_TIMEOUT_ARGS + _SHORT_RECONNECT_ARGS
+                        + ["--handshake-timeout", "2000"],
+                        fail_within=RESUME_FAIL_WITHIN_S),
+    # the feature off on both relays: a reset fails the session at once, as before
     "proxy-reset": dict(caps={"return-path": True}, inject="proxy-reset", proxy=True,
-                        relay_channels=2),
-    "corrupt-tls": dict(caps={"return-path": True}, inject="corrupt-tls", proxy=True,
-                        tls=True),
+                        relay_channels=2, relay_args=["--reconnect-timeout", "0"],
+                        features_absent=("resume",)),
+    # a silent link, longer than link timeout + grace period: both sessions give up
+    "cut-long": dict(caps={"return-path": True}, inject="cut-long", proxy=True,
+                     relay_channels=4, relay_args=_LINK_TIMEOUT_ARGS + _SHORT_RECONNECT_ARGS,
+                     fail_within=RESUME_FAIL_WITHIN_S, fail_after=RESUME_FAIL_AFTER_S,
+                     relays_within=True, features=("resume",)),
     "corrupt-frame": dict(caps={"return-path": True}, inject="corrupt-frame", proxy=True,
                           tls=False),
-    "corrupt-payload": dict(caps={"return-path": True}, inject="corrupt-payload",
-                            proxy=True, tls=False, src_paused=True),
     # full speed, so data keeps coming while the destination QEMU reads nothing
     "stop-dst-qemu": dict(caps={"return-path": True}, inject="stop-dst-qemu", busy=True,
                           relay_args=_PROGRESS_TIMEOUT_ARGS,
                           fail_within=TIMEOUT_FAIL_WITHIN_S + FILL_S, sample=True),
+    # SIGTERM mid-migration with a drain period shorter than the migration: new sessions
+    # are refused at once, the running one fails cleanly when the period is over (source
+    # guest running), and the relay exits 0; no retry (the source relay is gone)
+    "drain-src-relay": dict(caps={"return-path": True}, inject="drain-src-relay",
+                            relay_args=["--drain-timeout", str(DRAIN_MS)],
+                            fail_after=DRAIN_MS / 1000.0 - 0.5,
+                            fail_within=DRAIN_MS / 1000.0 + FAULT_TICK_S + FAULT_SLACK_S,
+                            retry=False),
+    # the same stop with the default drain period (60 s): the migration completes
+    "drain-complete": dict(caps={"return-path": True}, drain_during=True),
     "netns-unreachable": dict(caps={"return-path": True}, inject="netns-unreachable",
-                              netns=True, relay_channels=2, relay_args=_LINK_TIMEOUT_ARGS,
-                              fail_within=TIMEOUT_FAIL_WITHIN_S),
+                              netns=True, relay_channels=2,
+                              relay_args=_LINK_TIMEOUT_ARGS + _SHORT_RECONNECT_ARGS,
+                              fail_within=RESUME_FAIL_WITHIN_S),
+})
+
+# --- Channel re-establishment ("resume") ------------------------------------------------
+# Success modes with a fault between the relays: the migration runs slowly (RESUME_PARAMS)
+# so that it is still going when the fault hits, after RESUME_FAULT_AFTER bytes of RAM (in
+# postcopy: RESUME_POSTCOPY_FAULT_AFTER bytes after the switch to postcopy); once the source
+# relay reports the link whole again, QEMU may go at full speed.  Then every check of a
+# success mode, and the source session must count reconnects (the sum of its channels').
+RESUME_FAULT_AFTER = 24 * Q.MiB
+RESUME_POSTCOPY_FAULT_AFTER = 8 * Q.MiB
+RESUME_PARAMS = {"downtime-limit": Q.DOWNTIME_LIMIT_MS, "max-bandwidth": Q.SLOW_BANDWIDTH}
+RESUME_POSTCOPY_PARAMS = dict(Q.POSTCOPY_PARAMS, **{"max-postcopy-bandwidth":
+                                                    Q.SLOW_BANDWIDTH})
+RESUME_RECOVER_S = 30.0      # the link must be whole again this soon after the fault
+RESUME_CUT_S = 3.0
+RESUME_FAULTS = {
+    "reset": "reset (RST) the fault proxy's connection of relay channel %(conn)d",
+    "reset-all": "reset (RST) every connection in the fault proxy",
+    # A silent cut would leave a hole in each connection's byte stream once it ends, which
+    # is a protocol error on a plaintext link; an outage that kills the connections is
+    # what the relays must ride out whatever the link's security.
+    "cut": "cut the link for %(cut_s).0f s in the fault proxy: every connection reset, "
+           "every new one refused (the source relay's re-dials fail until it ends)",
+    "corrupt-tls": "flip one byte of the TLS link stream (channel 0, source -> destination): "
+                   "TLS rejects the record, a channel error",
+    "corrupt-payload": "flip one byte of guest page content in a DATA frame on the plaintext "
+                       "link (channel 0, source -> destination): the frame fails its "
+                       "CRC-32C check, a channel error",
+}
+MODES.update({
+    "reset-channel": dict(caps={"return-path": True}, proxy=True, relay_channels=4,
+                          resume_fault="reset", conn=0),
+    "reset-all-channels": dict(caps={"return-path": True}, proxy=True, relay_channels=4,
+                               resume_fault="reset-all"),
+    "cut-short": dict(caps={"return-path": True}, proxy=True, relay_channels=4,
+                      resume_fault="cut", cut_s=RESUME_CUT_S),
+    "postcopy-cut-short": dict(caps={"postcopy-ram": True}, postcopy=True, proxy=True,
+                               relay_channels=4, resume_fault="cut", cut_s=RESUME_CUT_S),
+    # a damaged TLS record is a channel error: the channel is re-established
+    "corrupt-tls": dict(caps={"return-path": True}, proxy=True, tls=True,
+                        resume_fault="corrupt-tls"),
+    # the same on a plaintext link, where the frames carry a CRC-32C ("crc32c"); the source
+    # guest is paused, so every page is sent once: only the replay of the damaged frame
+    # can bring the destination's RAM to what the source has
+    "corrupt-payload": dict(caps={"return-path": True}, proxy=True, tls=False,
+                            src_paused=True, resume_fault="corrupt-payload",
+                            features=("crc32c",)),
 })
 
 
@@ -222,6 +328,11 @@ def fmt_session(se):
             b.get("source-to-destination", -1), b.get("destination-to-source", -1),
             lb.get("sent", -1), lb.get("received", -1), se.get("duration-ms"),
             ",".join(se.get("features", []))))
+    if se.get("reconnects"):
+        s += ", reconnects %s (per channel %s)" % (
+            se["reconnects"], [c.get("reconnects") for c in se.get("channel-stats", [])])
+    if se.get("resuming"):
+        s += ", RESUMING"
     if "error" in se:
         s += ", error %s" % (se["error"],)
     return s
@@ -607,7 +718,17 @@ class FaultMixin:
             se = r.session(self.sid)
             check(se.get("state") == "active", "%s relay session %r mid-migration"
                   % (r.name, se.get("state")))
+            self.check_features(r, se)
         return t0
+
+    def check_features(self, r, se):
+        """The link features the mode wants negotiated (features) or not (features_absent)."""
+        have = se.get("features", [])
+        for f in self.m.get("features", ()):
+            check(f in have, "%s relay session features %s lack %r" % (r.name, have, f))
+        for f in self.m.get("features_absent", ()):
+            check(f not in have, "%s relay session features %s include %r (its relay_args "
+                  "%s)" % (r.name, have, f, self.m.get("relay_args")))
 
     def inject_fault(self, inject):
         """Inject the fault; return the monotonic time at which it took effect."""
@@ -626,14 +747,10 @@ class FaultMixin:
             want = self.m.get("relay_channels", 1)
             check(n == want, "the proxy reset %d connections, the link has %d channels"
                   % (n, want))
-        elif inject == "corrupt-tls":
-            off = self.proxy.corrupt(conn=0, after=CORRUPT_AHEAD, direction="up", xor=0x5A)
-            done = self.proxy.wait_corrupted(timeout=10)
-            check(done, "the corrupted byte (offset %d) never went through the proxy" % off)
-            ti = done[0]["time"]
-            Q.log("corrupted link byte %(offset)d of channel %(conn)d %(direction)s: "
-                  "0x%(old)02x -> 0x%(new)02x" % done[0])
-        elif inject in ("corrupt-frame", "corrupt-payload"):
+        elif inject == "cut-long":
+            ti = time.monotonic()
+            self.proxy.cut()
+        elif inject == "corrupt-frame":
             self.tap.armed = True
             deadline = time.monotonic() + 10
             while self.tap.done is None:
@@ -650,9 +767,41 @@ class FaultMixin:
         elif inject == "netns-unreachable":
             ti = time.monotonic()
             self.netns.drop()
+        elif inject == "drain-src-relay":
+            ti = time.monotonic()
+            self.stop_relay_draining(self.S)
         else:
             raise Failure("unknown fault %r" % inject)
         return ti
+
+    def stop_relay_draining(self, r):
+        """SIGTERM relay r; while it drains, a new session must be refused at once."""
+        r.proc.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        try:
+            se = r.cmd("session-outgoing", id="late", peer=self.peer_addr(),
+                       listen="unix:" + os.path.join(self.workdir, "late.sock"))
+            raise Failure("relay %s, draining, accepted a new session: %s"
+                          % (r.name, fmt_session(se)))
+        except self.R.RelayError as e:
+            check(e.cls == "GenericError" and "shutting down" in e.desc,
+                  "relay %s, draining, refused a new session with %s: %s"
+                  % (r.name, e.cls, e.desc))
+            Q.log("relay %s is draining: a new session was refused in %.3f s (%s)"
+                  % (r.name, time.monotonic() - t0, e.desc))
+        se = r.session(self.sid)
+        check(se.get("state") == "active", "relay %s, draining, has the running session "
+              "%s, expected it active until the migration ends" % (r.name, fmt_session(se)))
+
+    def check_relay_exit(self, r, timeout):
+        """A relay stopped by SIGTERM exits by itself, with status 0."""
+        try:
+            rc = r.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise Failure("relay %s still runs %.0f s after its migrations ended"
+                          % (r.name, timeout))
+        check(rc == 0, "relay %s exited with status %s after SIGTERM" % (r.name, rc))
+        Q.log("relay %s exited with status 0" % r.name)
 
     def wait_source_failed(self, t_fault, within, sample=False):
         """Poll the source QEMU until `failed`; with sample, also record (t, transferred,
@@ -712,14 +861,10 @@ class FaultMixin:
         what, want = INJECTIONS[inject]
         busy = self.m.get("busy", False)
         within = self.m.get("fail_within", FAIL_WITHIN_S)
-        if inject in ("corrupt-frame", "corrupt-payload"):
-            self.tap = FrameTap(field="type" if inject == "corrupt-frame" else "payload",
-                                xor=0x40 if inject == "corrupt-frame" else 0x5A)
+        if inject == "corrupt-frame":
+            self.tap = FrameTap(field="type", xor=0x40)
             self.proxy.set_tap(self.tap)
         self.relay_baselines()
-        if self.m.get("src_paused"):
-            self.src.execute("stop")
-            Q.log("source guest paused: every page is sent once")
         t0 = self.migrate_until_inject_point(Q.BUSY_PARAMS if busy else Q.SLOW_PARAMS,
                                              INJECT_AFTER_BUSY if busy else INJECT_AFTER)
         Q.log("inject: %s" % what)
@@ -738,47 +883,34 @@ class FaultMixin:
                   % (t_rel, within))
             return
 
-        if self.m.get("src_paused"):
-            # The migration may complete only with the destination's RAM intact.
-            info = self.src.wait_status(Q.FINAL_STATES, timeout=60, poll=0.05)
-            t_end = time.monotonic() - ti
-            if info.get("status") == "failed":
-                t_end = self.source_failed_at(ti, t_end)
-            st = info.get("status")
-            Q.log("source migration %s %.3f s after the corruption%s" % (
-                st, t_end, ": " + info["error-desc"] if "error-desc" in info else ""))
-            if st == "completed":
-                self.dst.wait_status("completed", timeout=30)
-                r = Q.dump_and_check(self.src, self.dst, self.workdir, keep=True)
-                Q.log("memory check: " + r.summary())
-                check(r.ok, "the migration COMPLETED with a corrupted guest (one flipped "
-                      "byte on the plaintext link reached the destination's RAM): "
-                      + r.summary())
-                raise Failure("migration completed although a payload byte was corrupted "
-                              "and the guest was paused (RAM intact?): expected a failure")
-            check(st == "failed", "source migration %s, expected failed" % st)
-            self.timing("source QEMU failed after", t_end)
-            check(t_end <= within, "source took %.1f s (> %.0f s) to report failed"
-                  % (t_end, within))
-            check(self.src.run_state() == "paused", "source guest not paused after the "
-                  "failure: %s" % self.src.run_state())
-            self.src.execute("cont")
-        else:
-            info, samples = self.wait_source_failed(ti, within, sample=self.m.get("sample"))
-            t_fail = self.source_failed_at(ti, time.monotonic() - ti)
-            self.timing("source QEMU failed after", t_fail)
-            Q.log("source error-desc: %s" % info.get("error-desc"))
-            Q.log("source migration states: %s" % " ".join(self.src.migration_events()))
-            check(t_fail <= within, "source took %.1f s (> %.0f s) to report failed"
-                  % (t_fail, within))
-            if self.m.get("sample"):
-                self.check_bounded(samples)
+        info, samples = self.wait_source_failed(ti, within, sample=self.m.get("sample"))
+        t_fail = self.source_failed_at(ti, time.monotonic() - ti)
+        if inject == "drain-src-relay":
+            self.check_relay_exit(self.S, 10)
+        self.timing("source QEMU failed after", t_fail)
+        Q.log("source error-desc: %s" % info.get("error-desc"))
+        Q.log("source migration states: %s" % " ".join(self.src.migration_events()))
+        if inject == "cut-long":
+            self.proxy.uncut()
+            Q.log("link cut ended (the source QEMU has failed)")
+        check(t_fail <= within, "source took %.1f s (> %.0f s) to report failed"
+              % (t_fail, within))
+        if "fail_after" in self.m:
+            check(t_fail >= self.m["fail_after"], "source failed %.1f s after the fault, "
+                  "before the grace period for re-establishing channels (%.1f s) was over"
+                  % (t_fail, self.m["fail_after"]))
+        if self.m.get("sample"):
+            self.check_bounded(samples)
         ok, why = Q.guest_runs(self.src, timeout=5)
         check(ok, "source guest after the failure: %s" % why)
         Q.log("source guest: %s" % why)
         finals = self.wait_relay_finals(ti, within)
         self.timing("failure handled (inject -> relay final)",
                     max([t for _, t in finals.values() if t is not None] or [0]))
+        if self.m.get("relays_within"):
+            for key, (se, t) in finals.items():
+                check(t is None or t <= within, "%s relay session final %.1f s after the "
+                      "fault (> %.0f s)" % (key, t, within))
         if self.dst.pid in self.stopped:
             # let the destination QEMU see the closed connection now
             os.kill(self.dst.pid, signal.SIGCONT)
@@ -1049,16 +1181,148 @@ class Case(FaultMixin):
         self.src.migrate(uri)
         return t0
 
+    # --- resume modes: a fault between the relays during a migration that must complete
+
+    def resume_step(self, fault, st, info, now, postcopy_base):
+        """Called on every poll of run_success: inject the mode's fault once the migration
+        is far enough, then watch the source session until the link is whole again and
+        let QEMU go at full speed."""
+        f = self.fault
+        ram = info.get("ram", {}).get("transferred", 0)
+        if f["ti"] is None:
+            if self.m.get("postcopy"):
+                ready = (st == "postcopy-active" and postcopy_base is not None
+                         and ram >= postcopy_base + RESUME_POSTCOPY_FAULT_AFTER)
+            else:
+                ready = st == "active" and ram >= RESUME_FAULT_AFTER
+            if ready:
+                f["state"] = st
+                f["ti"] = self.inject_resume_fault(fault)
+                self.timing("fault injected after", f["ti"] - f["t0"])
+            return
+        if f["recovered"] is not None:
+            return
+        se = self.S.session(self.sid)
+        if se.get("resuming"):
+            f["resuming_seen"] = True
+        if (se.get("reconnects", 0) >= 1 and se.get("resuming") is False
+                and now >= f["ti"] + self.m.get("cut_s", 0)):
+            f["recovered"] = now
+            f["recovered_se"] = se
+            self.timing("link whole again after the fault", now - f["ti"])
+            Q.log("source relay session: %s" % fmt_session(se))
+            if self.m.get("postcopy"):
+                self.src.set_params({"max-postcopy-bandwidth": 0})
+            else:
+                self.src.set_params({"max-bandwidth": Q.FAST_BANDWIDTH})
+            Q.log("QEMU may go at full speed now")
+        check(now - f["ti"] < RESUME_RECOVER_S, "the link was not whole again %.0f s after "
+              "the fault: %s" % (RESUME_RECOVER_S, fmt_session(se)))
+
+    def inject_resume_fault(self, fault):
+        """Inject a resume mode's fault; return the monotonic time it took effect."""
+        Q.log("inject: " + RESUME_FAULTS[fault] % self.m)
+        want = self.m.get("relay_channels", 1)
+        if fault == "reset":
+            ti = time.monotonic()
+            check(self.proxy.reset(self.m["conn"]), "proxy connection %d was not open"
+                  % self.m["conn"])
+        elif fault == "reset-all":
+            ti = time.monotonic()
+            n = self.proxy.reset_all()
+            check(n == want, "the proxy reset %d connections, the link has %d channels"
+                  % (n, want))
+        elif fault == "cut":
+            ti = time.monotonic()
+            n = self.proxy.cut(self.m["cut_s"], reset=True)
+            check(n == want, "the cut reset %d connections, the link has %d channels"
+                  % (n, want))
+        elif fault == "corrupt-tls":
+            off = self.proxy.corrupt(conn=0, after=CORRUPT_AHEAD, direction="up", xor=0x5A)
+            done = self.proxy.wait_corrupted(timeout=10)
+            check(done, "the corrupted byte (offset %d) never went through the proxy" % off)
+            ti = done[0]["time"]
+            Q.log("corrupted link byte %(offset)d of channel %(conn)d %(direction)s: "
+                  "0x%(old)02x -> 0x%(new)02x" % done[0])
+        elif fault == "corrupt-payload":
+            self.tap.armed = True
+            deadline = time.monotonic() + 10
+            while self.tap.done is None:
+                check(time.monotonic() < deadline, "no DATA frame went through the proxy "
+                      "in 10 s")
+                time.sleep(0.005)
+            off, old, new, ti = self.tap.done
+            Q.log("corrupted link byte %d (guest page content in a DATA frame) of channel "
+                  "0: 0x%02x -> 0x%02x" % (off, old, new))
+        else:
+            raise Failure("unknown resume fault %r" % fault)
+        return ti
+
+    def check_resumed(self, fault, se, dse):
+        """After a completed resume mode: the fault hit mid-migration and the source
+        session re-established channels (its count is the sum of its channels')."""
+        f = self.fault
+        check(f["ti"] is not None, "the fault was never injected: the migration completed "
+              "before it was far enough")
+        Q.log("fault injected while the source was %s" % f["state"])
+        for r, x in ((self.S, se), (self.D, dse)):
+            for feat in ("resume",) + tuple(self.m.get("features", ())):
+                check(feat in x.get("features", []), "%s relay session features %s lack "
+                      "%s" % (r.name, x.get("features"), feat))
+            check(x.get("resuming") is False, "%s relay session completed with resuming %r"
+                  % (r.name, x.get("resuming")))
+        n = se.get("reconnects", 0)
+        check(n >= 1, "the source relay session counts %r reconnects after: %s"
+              % (n, RESUME_FAULTS[fault] % self.m))
+        # channel-stats lists the channels a session has, none once it is final: the
+        # per-channel counts are those of the active session when the link was whole again
+        rse = f["recovered_se"]
+        check(rse is not None and rse.get("state") == "active", "the source session was "
+              "not seen active with its link whole again after the fault: %s"
+              % (fmt_session(rse) if rse else None))
+        per = [c.get("reconnects", 0) for c in rse.get("channel-stats", [])]
+        Q.log("reconnects: source session %s (per channel %s when the link was whole "
+              "again), destination session %s" % (n, per, dse.get("reconnects")))
+        check(sum(per) == rse.get("reconnects") and
+              len(per) == self.m.get("relay_channels", 1),
+              "source session reconnects %s, but its channel-stats say %s"
+              % (rse.get("reconnects"), per))
+        if fault == "reset" and self.m["conn"] == 0:
+            check(per[0] >= 1, "channel 0 was reset, its channel-stats count no reconnect: "
+                  "%s" % per)
+        if fault in ("reset-all", "cut"):
+            check(all(x >= 1 for x in per), "every channel was reset, channel-stats "
+                  "reconnects %s" % per)
+        if fault == "cut":
+            check(f["resuming_seen"], "the source session never reported resuming during "
+                  "the %.0f s outage" % self.m["cut_s"])
+            refused = self.proxy.stats()["refused"]
+            check(refused >= 1, "the source relay did not re-dial during the outage (the "
+                  "proxy refused %d connections)" % refused)
+            Q.log("the proxy refused %d re-dials during the outage" % refused)
+
     def run_success(self):
         run_dst = self.m.get("run_dst", False)
+        fault = None if self.direct else self.m.get("resume_fault")
         if run_dst:
             params = Q.POSTCOPY_RUN_PARAMS
         elif self.m.get("postcopy"):
-            params = Q.POSTCOPY_PARAMS
+            params = RESUME_POSTCOPY_PARAMS if fault else Q.POSTCOPY_PARAMS
         else:
-            params = Q.FAST_PARAMS
+            params = RESUME_PARAMS if fault else Q.FAST_PARAMS
+        if fault == "corrupt-payload":
+            self.tap = FrameTap(field="payload", xor=0x5A)
+            self.proxy.set_tap(self.tap)
+        if self.m.get("src_paused"):
+            self.src.execute("stop")
+            Q.log("source guest paused: every page is sent once")
         t0 = self.begin_migration(params)
+        self.fault = {"t0": t0, "ti": None, "recovered": None, "recovered_se": None,
+                      "resuming_seen": False, "state": None}
+        postcopy_base = None
         postcopy_started = None
+        drain = self.m.get("drain_during") and not self.direct
+        drained = None
         next_line = 0
         deadline = t0 + 75
         # A slow path (sanitizer build, TLS, a loaded machine) may never move the
@@ -1088,11 +1352,19 @@ class Case(FaultMixin):
                     and info.get("ram", {}).get("transferred", 0) >= POSTCOPY_AFTER):
                 self.src.execute("migrate-start-postcopy")
                 postcopy_started = now
+                postcopy_base = info.get("ram", {}).get("transferred", 0)
                 self.timing("postcopy requested after", now - t0)
                 if run_dst:
                     # Still "inmigrate": cont makes QEMU start the guest at POSTCOPY_RUN.
                     self.dst.execute("cont")
                     Q.log("destination: cont (guest starts at the postcopy switchover)")
+            if fault is not None:
+                self.resume_step(fault, st, info, now, postcopy_base)
+            if (drain and drained is None and st == "active"
+                    and info.get("ram", {}).get("transferred", 0) >= INJECT_AFTER):
+                Q.log("SIGTERM the source relay (drain-timeout: default, 60 s)")
+                drained = now
+                self.stop_relay_draining(self.S)
             if now >= next_line:
                 Q.log(self.progress_line(t0, info))
                 next_line = now + 1.0
@@ -1126,7 +1398,25 @@ class Case(FaultMixin):
         if run_dst:
             check(ram.get("postcopy-requests", 0) > 0, "the running destination requested "
                   "no pages during postcopy")
-        if not self.direct:
+        if drain:
+            # the stopping relay exits once its last migration has ended: its session
+            # is known from the SESSION_STATE events it sent before
+            check(drained is not None, "the migration completed before the relay was "
+                  "stopped")
+            self.check_relay_exit(self.S, 10)
+            states = [ev["data"].get("state") for ev in self.S.events()
+                      if ev.get("event") == "SESSION_STATE"
+                      and ev.get("data", {}).get("id") == self.sid]
+            check(states and states[-1] == "completed", "the draining source relay's "
+                  "session went through %s, expected it to end completed" % states)
+            dse = self.D.wait_state(self.sid, Q.FINAL_STATES, timeout=30)
+            check(dse.get("state") == "completed", "destination relay session ended %r: %s"
+                  % (dse.get("state"), dse.get("error")))
+            Q.log("source relay drained: session %s, relay exited %.1f s after SIGTERM; "
+                  "destination relay session: %s" % (" -> ".join(states),
+                                                      time.monotonic() - drained,
+                                                      fmt_session(dse)))
+        elif not self.direct:
             t1 = time.monotonic()
             for r, role in ((self.S, "source"), (self.D, "destination")):
                 se = r.wait_state(self.sid, ("completed", "failed", "cancelled"), timeout=30)
@@ -1138,6 +1428,8 @@ class Case(FaultMixin):
             dse = self.D.session(self.sid)
             check(se.get("bytes") == dse.get("bytes"), "relays disagree on the QEMU bytes "
                   "carried: source %s, destination %s" % (se.get("bytes"), dse.get("bytes")))
+            if fault is not None:
+                self.check_resumed(fault, se, dse)
             caps = self.m.get("caps", {})
             if caps.get("return-path") or caps.get("postcopy-ram"):
                 check(se.get("bytes", {}).get("destination-to-source", 0) > 0,
@@ -1249,7 +1541,29 @@ class Case(FaultMixin):
                     err = se.get("error")
                     check(isinstance(err, dict) and err.get("class") and err.get("desc"),
                           "%s relay: failed session has no error object: %r" % (r.name, err))
+                if key == "D" and "dst_final" in self.m:
+                    self.check_dst_final(r, se, ti)
             self.timing("failure handled (inject -> relay final)", time.monotonic() - ti)
+
+    def check_dst_final(self, r, se, ti):
+        """kill-src-relay: the destination relay cannot re-dial; it must wait out the grace
+        period, then fail with the class and description the mode names."""
+        import re
+        classes, pattern, (lo, hi) = self.m["dst_final"]
+        err = se.get("error") or {}
+        check(se.get("state") == "failed" and err.get("class") in classes,
+              "%s relay session %s %s, expected failed %s" % (r.name, se.get("state"), err,
+                                                              "/".join(classes)))
+        check(re.search(pattern, err.get("desc", "")), "%s relay: error description %r does "
+              "not match %r" % (r.name, err.get("desc"), pattern))
+        ev = self._final_event(r, "failed")
+        check(ev is not None, "%s relay: no SESSION_STATE event for the failure" % r.name)
+        ts = ev.get("timestamp", {})
+        fault_wall = time.time() - (time.monotonic() - ti)
+        t = ts.get("seconds", 0) + ts.get("microseconds", 0) / 1e6 - fault_wall
+        self.timing("%s relay session failed after" % r.name, t)
+        check(lo <= t <= hi, "%s relay session failed %.1f s after the fault, expected "
+              "%.1f to %.1f s (the reconnect grace period)" % (r.name, t, lo, hi))
 
     def check_never_both_running(self):
         """The source's last STOP precedes the destination's first RESUME."""

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""QEMU end-to-end test, mode "corrupt-payload" (see migcase.py, FAULT_INJECTIONS):
-plaintext link, source guest paused (each page is sent once, so nothing overwrites a
-damaged page later); the fault proxy flips one byte of guest page content inside a DATA
-frame: the migration must fail (the source guest stays paused, and runs after cont) and
-never complete with a corrupted guest (the RAM of both QEMUs is compared)."""
+"""QEMU end-to-end test, mode "corrupt-payload" (see migcase.py, RESUME_FAULTS):
+plaintext link (frames with a CRC-32C, feature "crc32c"), source guest paused (each page is
+sent once, so nothing overwrites a damaged page later); the fault proxy flips one byte of
+guest page content inside a DATA frame: the frame fails its CRC check, the channel is
+re-established and the frame sent again, and the migration completes with the RAM of both
+QEMUs identical; the source session counts a reconnect."""
 import os
 import sys
 

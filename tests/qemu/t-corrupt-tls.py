@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""QEMU end-to-end test, mode "corrupt-tls" (see migcase.py, FAULT_INJECTIONS):
-the fault proxy flips one byte of the TLS link stream (source to destination) mid-
-migration: TLS must catch it (the destination relay's error names the TLS failure), source
-QEMU `failed` within 5 s, guest running; the next migration completes."""
+"""QEMU end-to-end test, mode "corrupt-tls" (see migcase.py, RESUME_FAULTS): the fault
+proxy flips one byte of the TLS link stream (channel 0, source to destination) mid-
+migration: TLS rejects the record, which is a channel error: the channel is re-established,
+the migration completes with RAM identical, and the source session counts a reconnect."""
 import os
 import sys
 
