@@ -297,6 +297,19 @@ RESUME_FAULTS = {
                        "link (channel 0, source -> destination): the frame fails its "
                        "CRC-32C check, a channel error",
 }
+# QEMU's own postcopy recovery through the relays: the link is cut for longer than the
+# relays' grace period during postcopy, the relays fail the session and close QEMU's
+# sockets, both QEMUs pause (postcopy-paused; the guest's memory is split between them);
+# then, the link healed, a new session pair carries migrate-recover / migrate resume=true
+# (the recovery connection starts with a command, not the file magic) to completion.
+RECOVER_SID = "vm1-recover"
+MODES.update({
+    "postcopy-recover": dict(caps={"postcopy-ram": True}, postcopy=True, proxy=True,
+                             relay_channels=2, recover=True,
+                             relay_args=["--link-timeout", "3000",
+                                         "--reconnect-timeout", "3000"]),
+})
+
 MODES.update({
     "reset-channel": dict(caps={"return-path": True}, proxy=True, relay_channels=4,
                           resume_fault="reset", conn=0),
@@ -1616,8 +1629,86 @@ class Case(FaultMixin):
                 self.run_retry()
         elif "inject" in self.m:
             self.run_failure()
+        elif self.m.get("recover") and not self.direct:
+            self.run_recover()
         else:
             self.run_success()
+
+    def run_recover(self):
+        """postcopy-recover: see RECOVER_SID."""
+        t0 = self.begin_migration(RESUME_POSTCOPY_PARAMS)
+        base = None
+        ti = None
+        next_line = 0
+        while True:
+            info = self.src.query_migrate()
+            st = info.get("status")
+            ram = info.get("ram", {}).get("transferred", 0)
+            now = time.monotonic()
+            if now >= next_line:
+                Q.log(self.progress_line(t0, info))
+                next_line = now + 1.0
+            check(st not in Q.FINAL_STATES, "source migration %s before the cut: %s"
+                  % (st, info.get("error-desc", "")))
+            if st == "active" and base is None and ram >= POSTCOPY_AFTER:
+                self.src.execute("migrate-start-postcopy")
+                base = ram
+                Q.log("migrate-start-postcopy")
+            if st == "postcopy-active" and base is not None and \
+                    ram >= base + RESUME_POSTCOPY_FAULT_AFTER:
+                ti = time.monotonic()
+                self.proxy.cut()
+                Q.log("inject: cut the link (every byte dropped, new connections "
+                      "refused) during postcopy, for longer than the relays' grace period")
+                break
+            check(now - t0 < 60, "postcopy-active not reached in 60 s")
+            time.sleep(0.05)
+        # both QEMUs pause; the relays give up on the link and close QEMU's sockets
+        for q in (self.src, self.dst):
+            info = q.wait_status(("postcopy-paused",), timeout=30)
+        self.timing("both QEMUs postcopy-paused after the cut", time.monotonic() - ti)
+        for r in (self.S, self.D):
+            se = r.wait_state(self.sid, Q.FINAL_STATES, timeout=30)
+            check(se.get("state") == "failed" and
+                  se.get("error", {}).get("class") == "PeerUnreachable",
+                  "%s relay session after the cut: %s" % (r.name, fmt_session(se)))
+            Q.log("%s relay session: %s" % (r.name, fmt_session(se)))
+        for q in (self.src, self.dst):
+            st = q.run_state()
+            check(st != "running" or q is self.dst, "%s run state %r while paused"
+                  % (q.name, st))
+        self.proxy.clear()
+        Q.log("link healed; recovering through a new session pair %s" % RECOVER_SID)
+        d = self.workdir
+        dst_uri = "unix:%s/dst-recover.sock" % d
+        src_uri = "unix:%s/src-recover.sock" % d
+        t1 = time.monotonic()
+        self.dst.execute("migrate-recover", {"uri": dst_uri})
+        se = self.D.cmd("session-incoming", id=RECOVER_SID, qemu=dst_uri)
+        check(se.get("state") == "waiting", "recovery session-incoming: %s" % se)
+        se = self.S.cmd("session-outgoing", id=RECOVER_SID, peer=self.peer_addr(),
+                        listen=src_uri, channels=self.m["relay_channels"])
+        check(se.get("state") == "ready", "recovery session-outgoing: %s" % se)
+        self.src.execute("migrate", {"uri": src_uri, "resume": True})
+        info = self.src.wait_status(("completed",), timeout=60)
+        self.timing("recovered: source completed after", time.monotonic() - t1)
+        states = self.src.migration_events()
+        Q.log("source migration states: %s" % " ".join(states))
+        check("postcopy-recover" in states, "the source never went through "
+              "postcopy-recover: %s" % states)
+        self.dst.wait_status(("completed",), timeout=30)
+        for r in (self.S, self.D):
+            se = r.wait_state(RECOVER_SID, Q.FINAL_STATES, timeout=30)
+            check(se.get("state") == "completed", "%s relay recovery session: %s"
+                  % (r.name, fmt_session(se)))
+            Q.log("%s relay recovery session: %s" % (r.name, fmt_session(se)))
+        r = Q.dump_and_check(self.src, self.dst, self.workdir, keep=self.keep)
+        Q.log("memory check: " + r.summary())
+        check(r.ok, "memory check " + r.summary())
+        self.dst.execute("cont")
+        ok, why = Q.guest_runs(self.dst, timeout=10)
+        check(ok, "destination guest after cont: %s" % why)
+        Q.log("destination guest runs after cont")
 
 
 def _alarm(signum, frame):
