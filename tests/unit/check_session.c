@@ -233,6 +233,113 @@ START_TEST(close_too_early)
 }
 END_TEST
 
+/* With "resume", what a lost channel makes the peer send again is dropped. */
+START_TEST(resume_duplicates)
+{
+	se->se_resume = 1;
+	ck_assert_int_eq(stream_on_data(st, data(0, "ab")), 0);
+	ck_assert_int_eq(stream_on_data(st, data(2, "e")), 0);
+	ck_assert_int_eq(stream_on_data(st, data(0, "ab")), 0);	/* delivered */
+	ck_assert_int_eq(stream_on_data(st, data(2, "e")), 0);	/* reordered */
+	ck_assert_int_eq(stream_on_data(st, data(1, "cd")), 0);
+	expect("abcde");
+	ck_assert(st->st_in_bytes == 5);
+	ck_assert_int_eq(stream_on_fin(st, 3), 0);
+	ck_assert_int_eq(stream_on_fin(st, 3), 0);	/* FIN again */
+	ck_assert_int_eq(stream_on_fin(st, 4), -1);	/* a different one */
+	ck_assert_int_eq(se->se_state, SE_FAILED);
+}
+END_TEST
+
+/* Sender side: kept frames go when an ACK covers them; old ACKs are moot. */
+START_TEST(resume_replay_release)
+{
+	struct frame	*f[3];
+	int		 i;
+
+	se->se_resume = 1;
+	for (i = 0; i < 3; i++) {
+		f[i] = frame_new(FRAME_DATA, 0, 1, (uint64_t)i, 10);
+		st->st_out_bytes += 10;
+		se->se_inflight += 10;
+		link_retain(st, f[i]);
+		ck_assert_uint_eq(f[i]->f_refs, 2);
+		frame_free(f[i]);	/* as if written out by a channel */
+	}
+	ck_assert_int_eq(stream_on_ack(st, 15, 0), 0);	/* covers frame 0 */
+	ck_assert_ptr_eq(TAILQ_FIRST(&st->st_replay), f[1]);
+	ck_assert_int_eq(stream_on_ack(st, 20, 0), 0);
+	ck_assert_ptr_eq(TAILQ_FIRST(&st->st_replay), f[2]);
+	ck_assert_int_eq(stream_on_ack(st, 10, 0), 0);	/* stale: ignored */
+	ck_assert(st->st_out_acked == 20 && se->se_inflight == 10);
+	ck_assert_int_eq(se->se_state, SE_ACTIVE);
+	ck_assert_int_eq(stream_on_ack(st, 30, 0), 0);
+	ck_assert(TAILQ_EMPTY(&st->st_replay));
+	ck_assert(se->se_inflight == 0);
+}
+END_TEST
+
+/*
+ * Completion proof: a QEMU main stream (file magic first) whose return
+ * path does not end with SHUT(0) fails instead of completing.
+ */
+static void
+finish_stream(const char *rp, size_t rplen)
+{
+	static const char	 magic[] = "QEVM\0\0\0\3";
+	struct frame		*f;
+	char			 c;
+
+	f = frame_new(FRAME_DATA, 0, 1, 0, 8);
+	memcpy(f->f_data, magic, 8);
+	ck_assert_int_eq(stream_on_data(st, f), 0);	/* source -> destination */
+	ck_assert_int_eq(stream_on_fin(st, 1), 0);
+	ck_assert_int_eq(read(qemu_fd, (char[16]){0}, 16), 8);
+	ck_assert_int_eq(read(qemu_fd, &c, 1), 0);
+	stream_update_reading(st);
+	if (rplen > 0)		/* the destination QEMU's return path */
+		ck_assert_int_eq(write(qemu_fd, rp, rplen), (ssize_t)rplen);
+	shutdown(qemu_fd, SHUT_WR);
+	event_base_loop(g_base, EVLOOP_NONBLOCK);
+	event_base_loop(g_base, EVLOOP_NONBLOCK);
+	ck_assert(st->st_out_eof);
+	ck_assert_int_eq(stream_on_ack(st, st->st_out_bytes, 1), 0);
+	ck_assert_int_eq(st->st_state, ST_DONE);
+	se->se_close_rcvd = 1;
+	session_check_complete(se);
+}
+
+START_TEST(verdict_shut_ok)
+{
+	/* PONG(1), then SHUT(0) */
+	finish_stream("\0\3\0\4\0\0\0\1\0\1\0\4\0\0\0\0", 16);
+	ck_assert_msg(se->se_state == SE_COMPLETED, "%s", se->se_errdesc);
+}
+END_TEST
+
+START_TEST(verdict_no_shut)
+{
+	finish_stream("\0\3\0\4\0\0\0\1", 8);		/* PONG only */
+	ck_assert_int_eq(se->se_state, SE_FAILED);
+	ck_assert_ptr_nonnull(strstr(se->se_errdesc, "without reporting success"));
+}
+END_TEST
+
+START_TEST(verdict_shut_error)
+{
+	finish_stream("\0\1\0\4\0\0\0\1", 8);		/* SHUT(1) */
+	ck_assert_int_eq(se->se_state, SE_FAILED);
+	ck_assert_ptr_nonnull(strstr(se->se_errdesc, "error"));
+}
+END_TEST
+
+START_TEST(verdict_no_return_path)
+{
+	finish_stream(NULL, 0);		/* nothing to judge by: connections only */
+	ck_assert_msg(se->se_state == SE_COMPLETED, "%s", se->se_errdesc);
+}
+END_TEST
+
 START_TEST(state_machine)
 {
 	/* Final states are final. */
@@ -287,6 +394,12 @@ session_suite(void)
 	tcase_add_test(tc, stream_completes);
 	tcase_add_test(tc, close_too_early);
 	tcase_add_test(tc, state_machine);
+	tcase_add_test(tc, resume_duplicates);
+	tcase_add_test(tc, resume_replay_release);
+	tcase_add_test(tc, verdict_shut_ok);
+	tcase_add_test(tc, verdict_no_shut);
+	tcase_add_test(tc, verdict_shut_error);
+	tcase_add_test(tc, verdict_no_return_path);
 	tcase_add_test(tc, json_view);
 	suite_add_tcase(s, tc);
 	return s;
