@@ -192,10 +192,13 @@ def main():
         check(control(ctl_path, "query-sessions", id="m1")[0]["state"] ==
               "active", "the running migration is allowed to go on")
         # QEMU finishes: both sides close, the session completes.
+        # (a "QEVM" stream's return path must end with QEMU's SHUT(0), or the
+        # relays report the migration failed)
+        shut = b"\x00\x01\x00\x04\x00\x00\x00\x00"
         qemu_src.shutdown(socket.SHUT_WR)
-        qemu_dst.sendall(b"shut")
+        qemu_dst.sendall(shut)
         qemu_dst.shutdown(socket.SHUT_WR)
-        check(qemu_src.recv(100) == b"shut", "return path delivered")
+        check(qemu_src.recv(100) == shut, "return path delivered")
         qemu_dst.close()
         qemu_src.close()
         st = src.wait_state("m1", "completed", timeout=10)
