@@ -492,15 +492,6 @@ def scenario_off(d, S, D, rng, sid, off):
     run.close()
 
 
-def wait_fds(r, want, timeout=5):
-    deadline = time.monotonic() + timeout
-    while True:
-        n = r.fd_count()
-        if n <= want or time.monotonic() > deadline:
-            return n
-        time.sleep(0.1)
-
-
 SCENARIOS = ("reset-one", "reset-ch0", "reset-all", "outage", "silent-cut", "short-cut",
              "give-up", "off-source", "off-dest")
 
@@ -554,7 +545,7 @@ def run_scenarios(d, want):
 
     forget(S)
     forget(D)
-    after = (wait_fds(S, fds[0]), wait_fds(D, fds[1]))
+    after = (S.wait_fd_count(fds[0]), D.wait_fd_count(fds[1]))
     relay.log("fds S %d -> %d, D %d -> %d", fds[0], after[0], fds[1], after[1])
     ensure(after[0] <= fds[0] and after[1] <= fds[1],
            "fd leak: S %d -> %d, D %d -> %d" % (fds[0], after[0], fds[1], after[1]))

@@ -184,15 +184,6 @@ def run_round(d, S, D, specs):
         check(n == 0, "%s: %d sessions left after remove" % (r.name, n))
 
 
-def wait_fds(r, want, timeout=5):
-    deadline = time.monotonic() + timeout
-    while True:
-        n = r.fd_count()
-        if n <= want or time.monotonic() > deadline:
-            return n
-        time.sleep(0.1)
-
-
 def main():
     relay.test_timeout(115)
     rng = random.Random(SEED)
@@ -248,7 +239,7 @@ def main():
             ("slow", 3, fakeqemu.random_plans(rng, 5, scaled(1 * MiB),
                                               scaled(64 * 1024)),
              "tcp", (0.1, 0.3))])
-        after = (wait_fds(S, fds[0]), wait_fds(D, fds[1]))
+        after = (S.wait_fd_count(fds[0]), D.wait_fd_count(fds[1]))
         relay.log("rounds 2 and 3 done; fds S %d D %d, rss S %d KiB D %d "
                   "KiB", after[0], after[1], S.rss_kib(), D.rss_kib())
         check(after[0] <= fds[0] and after[1] <= fds[1],

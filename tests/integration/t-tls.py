@@ -269,16 +269,6 @@ class Proxy:
         self.lsock.close()
 
 
-def wait_fds(r, want, timeout=5):
-    """Wait until r has at most want fds; returns the last count."""
-    deadline = time.monotonic() + timeout
-    while True:
-        n = r.fd_count()
-        if n <= want or time.monotonic() > deadline:
-            return n
-        time.sleep(0.05)
-
-
 def settled_fds(r):
     """The fd count once transient control connections are gone."""
     time.sleep(0.05)
@@ -548,10 +538,10 @@ class Matrix:
                       "the failure: %s" % o)
             q = D.cmd("query-daemon")
             check(isinstance(q.get("sessions"), int), "query-daemon: %s" % q)
-            n = wait_fds(D, fds_d)
+            n = D.wait_fd_count(fds_d)
             check(n <= fds_d, "%s has %d fds, %d before the failed link"
                   % (D.name, n, fds_d))
-        n = wait_fds(S, fds_s)
+        n = S.wait_fd_count(fds_s)
         check(n <= fds_s, "%s has %d fds, %d before the failed link"
               % (S.name, n, fds_s))
         for r in (S, D):
@@ -702,7 +692,7 @@ class Matrix:
         o = D.session(sid)
         check(o["state"] == "waiting", "session after the failure: %s" % o)
         D.cmd("query-daemon")
-        n = wait_fds(D, fds)
+        n = D.wait_fd_count(fds)
         check(n <= fds, "GD has %d fds, %d before" % (n, fds))
         check(dst.accepted == 0, "the destination QEMU got a connection")
         self.good_session(sid, dst=dst)

@@ -460,6 +460,15 @@ class Relay:
         """Number of open file descriptors of the process."""
         return len(os.listdir("/proc/%d/fd" % self.pid))
 
+    def wait_fd_count(self, want, timeout=5):
+        """Wait until the process has at most want fds; the last count."""
+        deadline = time.monotonic() + timeout
+        while True:
+            n = self.fd_count()
+            if n <= want or time.monotonic() > deadline:
+                return n
+            time.sleep(0.05)
+
     def rss_kib(self):
         """Resident set size of the process in KiB."""
         with open("/proc/%d/status" % self.pid) as f:

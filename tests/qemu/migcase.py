@@ -764,13 +764,7 @@ class FaultMixin:
             ti = time.monotonic()
             self.proxy.cut()
         elif inject == "corrupt-frame":
-            self.tap.armed = True
-            deadline = time.monotonic() + 10
-            while self.tap.done is None:
-                check(time.monotonic() < deadline, "no DATA frame went through the proxy "
-                      "in 10 s")
-                time.sleep(0.005)
-            off, old, new, ti = self.tap.done
+            off, old, new, ti = self.fire_tap()
             Q.log("corrupted link byte %d (%s of a DATA frame) of channel 0: 0x%02x -> "
                   "0x%02x" % (off, self.tap.field, old, new))
         elif inject == "stop-dst-qemu":
@@ -786,6 +780,17 @@ class FaultMixin:
         else:
             raise Failure("unknown fault %r" % inject)
         return ti
+
+    def fire_tap(self):
+        """Arm the FrameTap and wait until it has damaged a DATA frame; its record
+        (offset, old byte, new byte, monotonic time)."""
+        self.tap.armed = True
+        deadline = time.monotonic() + 10
+        while self.tap.done is None:
+            check(time.monotonic() < deadline, "no DATA frame went through the proxy "
+                  "in 10 s")
+            time.sleep(0.005)
+        return self.tap.done
 
     def stop_relay_draining(self, r):
         """SIGTERM relay r; while it drains, a new session must be refused at once."""
@@ -1258,13 +1263,7 @@ class Case(FaultMixin):
             Q.log("corrupted link byte %(offset)d of channel %(conn)d %(direction)s: "
                   "0x%(old)02x -> 0x%(new)02x" % done[0])
         elif fault == "corrupt-payload":
-            self.tap.armed = True
-            deadline = time.monotonic() + 10
-            while self.tap.done is None:
-                check(time.monotonic() < deadline, "no DATA frame went through the proxy "
-                      "in 10 s")
-                time.sleep(0.005)
-            off, old, new, ti = self.tap.done
+            off, old, new, ti = self.fire_tap()
             Q.log("corrupted link byte %d (guest page content in a DATA frame) of channel "
                   "0: 0x%02x -> 0x%02x" % (off, old, new))
         else:
