@@ -19,6 +19,19 @@
  * (multifd after a SYNC) can never starve the one QEMU waits for.
  * Acknowledgements are also the end-to-end proof of delivery that
  * completion relies on.
+ *
+ * Copies per payload byte, source QEMU to destination QEMU (the data
+ * path starts in stream_read_cb):
+ *   plaintext: read() from QEMU into the frame (1), writev() of header and
+ *     payload to the channel (2); on the far side a frame's payload is
+ *     read straight into its frame buffer when it does not fit the channel
+ *     buffer (3; small frames take one more memcpy), writev() to QEMU (4).
+ *     The CRC-32C of "crc32c" reads each byte once more on both sides.
+ *   TLS: as plaintext plus a memcpy into the 256 KiB TLS staging buffer
+ *     (so records are full and writes large) and OpenSSL's encryption
+ *     into its own buffer on the sending side, and its decryption into our
+ *     buffer on the receiving side: 6 to 7.
+ * No copy is made to resend: a frame kept for replay is the same buffer.
  */
 #include <errno.h>
 #include <stdio.h>
