@@ -1321,7 +1321,8 @@ class Case(FaultMixin):
         elif self.m.get("postcopy"):
             params = RESUME_POSTCOPY_PARAMS if fault else Q.POSTCOPY_PARAMS
         else:
-            params = RESUME_PARAMS if fault else Q.FAST_PARAMS
+            params = RESUME_PARAMS if fault or self.m.get("drain_during") else \
+                Q.FAST_PARAMS
         if fault == "corrupt-payload":
             self.tap = FrameTap(field="payload", xor=0x5A)
             self.proxy.set_tap(self.tap)
@@ -1377,6 +1378,8 @@ class Case(FaultMixin):
                 Q.log("SIGTERM the source relay (drain-timeout: default, 60 s)")
                 drained = now
                 self.stop_relay_draining(self.S)
+                # the session was seen active while draining: now let QEMU finish
+                self.src.set_params({"max-bandwidth": Q.FAST_BANDWIDTH})
             if now >= next_line:
                 Q.log(self.progress_line(t0, info))
                 next_line = now + 1.0
@@ -1653,8 +1656,12 @@ class Case(FaultMixin):
                 self.src.execute("migrate-start-postcopy")
                 base = ram
                 Q.log("migrate-start-postcopy")
-            if st == "postcopy-active" and base is not None and \
-                    ram >= base + RESUME_POSTCOPY_FAULT_AFTER:
+            # the destination must be in postcopy too (it enters it once it has read
+            # the switch-over package, which may still be in the relays' buffers):
+            # a destination still in precopy fails instead of pausing
+            if (st == "postcopy-active" and base is not None and
+                    ram >= base + RESUME_POSTCOPY_FAULT_AFTER and
+                    self.dst.query_migrate().get("status") == "postcopy-active"):
                 ti = time.monotonic()
                 self.proxy.cut()
                 Q.log("inject: cut the link (every byte dropped, new connections "
