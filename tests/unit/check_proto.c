@@ -369,13 +369,14 @@ END_TEST
 /* Both versions agree, and pieces chain, at every length and alignment. */
 START_TEST(crc_chain)
 {
-	static uint8_t	 buf[4096 + 16];
+	static uint8_t	 buf[3 * 3 * 4096 + 64];	/* several lane runs */
 	uint32_t	 whole, sw, part;
 	size_t		 len, off, cut;
 
 	for (len = 0; len < sizeof(buf); len++)
 		buf[len] = (uint8_t)(len * 131 + 7);
-	for (len = 0; len <= 4096; len += len < 64 ? 1 : 509) {
+	for (len = 0; len + 8 <= sizeof(buf);
+	    len += len < 64 ? 1 : len < 12288 ? 509 : 1021) {
 		for (off = 0; off < 8; off++) {
 			crc32c_use_hw(1);
 			whole = crc32c(0, buf + off, len);
