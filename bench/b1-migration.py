@@ -60,17 +60,12 @@ class Bench:
             f.seek(HOT_OFFSET)
             f.write((Q.MEM_START + a.hot * Q.MiB).to_bytes(4, "little"))
         Q.select_accel(self.d, self.image)
-        self.paths["relay-plain"] = B.RelayPair(self.d, "plain", tls=False).start()
-        self.paths["relay-tls"] = B.RelayPair(self.d, "tls", tls=True).start()
+        self.paths = B.start_paths(self.d, references=False)
         import pki
         self.qpki = pki.make_relay_dirs(os.path.join(self.d, "qpki"))
 
     def teardown(self):
-        for p in self.paths.values():
-            try:
-                p.stop()
-            except Exception as e:
-                B.log("stopping: %r", e)
+        B.stop_paths(self.paths)
 
     def variants(self):
         return ["direct", "relay-plain", "relay-tls", "qemu-tls", "direct-cap",

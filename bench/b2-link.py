@@ -30,7 +30,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib as B  # noqa: E402
 
-R = B.R
 PLAIN_CPU_TARGET = 0.4       # CPU-s/GiB, relay pair, plaintext, uncapped
 TLS_CPU_TARGET = 2.0         # CPU-s/GiB, relay pair, TLS
 TLS_VS_STUNNEL_TARGET = 1.5
@@ -49,22 +48,10 @@ class Bench:
         self.paths = {}
 
     def setup(self):
-        self.paths["relay-plain"] = B.RelayPair(self.d, "plain", tls=False).start()
-        self.paths["relay-tls"] = B.RelayPair(self.d, "tls", tls=True).start()
-        self.fwd_sink = R.free_port()
-        self.paths["fwd-pair"] = B.FwdPair(self.fwd_sink)
-        if B.have_stunnel():
-            self.st_sink = R.free_port()
-            self.paths["stunnel-pair"] = B.StunnelPair(self.d, self.st_sink)
-        else:
-            B.log("stunnel not installed: stunnel-pair skipped")
+        self.paths = B.start_paths(self.d)
 
     def teardown(self):
-        for p in self.paths.values():
-            try:
-                p.stop()
-            except Exception as e:
-                B.log("stopping: %r", e)
+        B.stop_paths(self.paths)
 
     def variants(self):
         return [x for x in VARIANTS if x.replace("-1s", "") in self.paths or x == "direct"]
@@ -77,11 +64,8 @@ class Bench:
         if variant == "direct":
             sink = B.Helper("sink", "127.0.0.1:0", streams, listener=True)
             entry, pids = sink.port, []
-        elif base == "fwd-pair":
-            sink = B.Helper("sink", "127.0.0.1:%d" % self.fwd_sink, streams, listener=True)
-            entry, pids = path.entry, path.pids
-        elif base == "stunnel-pair":
-            sink = B.Helper("sink", "127.0.0.1:%d" % self.st_sink, streams, listener=True)
+        elif base in ("fwd-pair", "stunnel-pair"):
+            sink = B.Helper("sink", "127.0.0.1:%d" % path.target, streams, listener=True)
             entry, pids = path.entry, path.pids
         else:
             sink = B.Helper("sink", "127.0.0.1:0", streams, listener=True)

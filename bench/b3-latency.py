@@ -22,7 +22,6 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib as B  # noqa: E402
 
-R = B.R
 TLS_ADDED_P50_TARGET = 60.0      # µs added by the TLS relay pair, p50
 
 
@@ -33,20 +32,10 @@ class Bench:
         self.paths = {}
 
     def setup(self):
-        self.paths["relay-plain"] = B.RelayPair(self.d, "plain", tls=False).start()
-        self.paths["relay-tls"] = B.RelayPair(self.d, "tls", tls=True).start()
-        self.fwd_port = R.free_port()
-        self.paths["fwd-pair"] = B.FwdPair(self.fwd_port)
-        if B.have_stunnel():
-            self.st_port = R.free_port()
-            self.paths["stunnel-pair"] = B.StunnelPair(self.d, self.st_port)
+        self.paths = B.start_paths(self.d)
 
     def teardown(self):
-        for p in self.paths.values():
-            try:
-                p.stop()
-            except Exception as e:
-                B.log("stopping: %r", e)
+        B.stop_paths(self.paths)
 
     def variants(self):
         return ["direct"] + [v for v in ("fwd-pair", "stunnel-pair", "relay-plain",
@@ -56,8 +45,7 @@ class Bench:
         a = self.args
         path = self.paths.get(variant)
         sid = None
-        port = {"fwd-pair": getattr(self, "fwd_port", 0),
-                "stunnel-pair": getattr(self, "st_port", 0)}.get(variant, 0)
+        port = getattr(path, "target", 0)
         srv = B.Helper("pingsrv", "127.0.0.1:%d" % port, size, a.count, a.warmup,
                        listener=True)
         try:

@@ -25,7 +25,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib as B  # noqa: E402
 
-R = B.R
 MIB = 1024.0
 ACTIVE_TARGET_MIB = 64.0     # per active session
 AFTER_TOLERANCE_MIB = 1.0    # "back to baseline": within this of the run's baseline
@@ -39,21 +38,11 @@ class Bench:
         self.paths = {}
 
     def setup(self):
-        self.paths["relay-plain"] = B.RelayPair(self.d, "plain", tls=False).start()
-        self.paths["relay-tls"] = B.RelayPair(self.d, "tls", tls=True).start()
-        self.fwd_port = R.free_port()
-        self.paths["fwd-pair"] = B.FwdPair(self.fwd_port)
-        if B.have_stunnel():
-            self.st_port = R.free_port()
-            self.paths["stunnel-pair"] = B.StunnelPair(self.d, self.st_port)
+        self.paths = B.start_paths(self.d)
         self.fresh = {v: self.pss(v) for v in self.paths}
 
     def teardown(self):
-        for p in self.paths.values():
-            try:
-                p.stop()
-            except Exception as e:
-                B.log("stopping: %r", e)
+        B.stop_paths(self.paths)
 
     def variants(self):
         return [v for v in ("relay-plain", "relay-tls", "stunnel-pair", "fwd-pair")
@@ -76,7 +65,7 @@ class Bench:
                     sids.append(sid)
                     sources.append(B.Helper("source", uri[4:], a.streams, a.seconds, IDLE_S))
             else:
-                port = self.fwd_port if v == "fwd-pair" else self.st_port
+                port = self.paths[v].target
                 sinks.append(B.Helper("sink", "127.0.0.1:%d" % port, a.streams * k,
                                       listener=True))
                 for i in range(k):

@@ -352,6 +352,7 @@ class StunnelPair:
         os.makedirs(self.dir)
         import pki
         dirs = pki.make_relay_dirs(os.path.join(self.dir, "pki"))
+        self.target = target_port
         self.entry = R.free_port()
         self.mid = R.free_port()
         common = "foreground = yes\npid =\ndebug = 4\noutput = %s\n"
@@ -397,6 +398,7 @@ class FwdPair:
     """Two splice() forwarders (bench/tools/mrbench.c fwd) -> target port."""
 
     def __init__(self, target_port):
+        self.target = target_port
         self.b = Helper("fwd", "127.0.0.1:0", "127.0.0.1:%d" % target_port, listener=True)
         self.a = Helper("fwd", "127.0.0.1:0", "127.0.0.1:%d" % self.b.port, listener=True)
         self.entry = self.a.port
@@ -412,6 +414,30 @@ class FwdPair:
 
 def have_stunnel():
     return shutil.which("stunnel") is not None
+
+
+def start_paths(workdir, references=True):
+    """The paths every benchmark compares: the relay pairs (plaintext and TLS) and, with
+    references, the plain forwarder pair and the stunnel pair (skipped, and said, when
+    stunnel is missing), each forwarding to a free port of its own (`.target`).
+    Returns {name: path}."""
+    paths = {"relay-plain": RelayPair(workdir, "plain", tls=False).start(),
+             "relay-tls": RelayPair(workdir, "tls", tls=True).start()}
+    if references:
+        paths["fwd-pair"] = FwdPair(R.free_port())
+        if have_stunnel():
+            paths["stunnel-pair"] = StunnelPair(workdir, R.free_port())
+        else:
+            log("stunnel not installed: stunnel-pair skipped")
+    return paths
+
+
+def stop_paths(paths):
+    for p in paths.values():
+        try:
+            p.stop()
+        except Exception as e:
+            log("stopping: %r", e)
 
 
 # --- statistics and output ------------------------------------------------------------------
