@@ -521,17 +521,6 @@ channel_release(struct frame *f)
 	frame_free(f);
 }
 
-static void
-channel_queue_free(struct frameq *q)
-{
-	struct frame	*f;
-
-	while ((f = TAILQ_FIRST(q)) != NULL) {
-		TAILQ_REMOVE(q, f, f_entry);
-		channel_release(f);
-	}
-}
-
 /*
  * Queue a frame (stolen) for writing and try to write at once.  Frames
  * queued on a closed channel are dropped.  A frame is in at most one
@@ -1815,8 +1804,8 @@ channel_close(struct channel *ch, const char *reason)
 	}
 	free(ch->ch_hello);
 	ch->ch_hello = NULL;
-	channel_queue_free(&ch->ch_urgent);
-	channel_queue_free(&ch->ch_bulk);
+	frameq_free(&ch->ch_urgent);
+	frameq_free(&ch->ch_bulk);
 	if (ch->ch_rframe != NULL) {
 		frame_free(ch->ch_rframe);
 		ch->ch_rframe = NULL;

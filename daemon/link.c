@@ -223,6 +223,16 @@ link_channel_lost(struct channel *ch, const char *class, const char *msg)
 	return 1;
 }
 
+/* The peer relay refused a re-dial: it no longer has the session. */
+static void
+link_give_up(struct session *se, const char *class, unsigned int index,
+    const char *why)
+{
+	session_fail(se, SE_FAILED, class, "link to peer relay %s lost (%s) "
+	    "and channel %u cannot be re-established: %s", se->se_peer,
+	    se->se_lost_reason, index, why);
+}
+
 /* A re-dial failed: retry later, or fail the session when fatal. */
 void
 link_rejoin_failed(struct channel *ch, const char *class, const char *msg,
@@ -247,10 +257,7 @@ link_rejoin_failed(struct channel *ch, const char *class, const char *msg,
 		return;
 	}
 	if (fatal) {
-		session_fail(se, SE_FAILED, strcmp(class, EC_UNREACHABLE) == 0 ?
-		    EC_UNREACHABLE : class, "link to peer relay %s lost (%s) "
-		    "and channel %u cannot be re-established: %s", se->se_peer,
-		    se->se_lost_reason, index, msg);
+		link_give_up(se, class, index, msg);
 		return;
 	}
 	log_debug("session %s: re-dial of channel #%u failed: %s", se->se_id,
@@ -283,11 +290,8 @@ link_resume_cb(evutil_socket_t fd, short ev, void *arg)
 				continue;
 			r = channel_connect(se, i);
 			if (r == -ECONNREFUSED) {
-				session_fail(se, SE_FAILED, EC_UNREACHABLE,
-				    "link to peer relay %s lost (%s) and "
-				    "channel %u cannot be re-established: "
-				    "connection refused", se->se_peer,
-				    se->se_lost_reason, i);
+				link_give_up(se, EC_UNREACHABLE, i,
+				    "connection refused");
 				return;
 			}
 			if (r != 0)

@@ -570,17 +570,17 @@ stream_on_data(struct stream *st, struct frame *f)
 	struct frame	*it;
 	const char	*why = NULL;
 
-	if (se->se_resume && f->f_len > 0 && stream_have_seq(st, f->f_seq)) {
-		/* Sent again after a lost channel; we have it already. */
-		frame_free(f);
-		return 0;
-	}
-	if (f->f_len == 0)
+	if (f->f_len == 0) {
 		why = "empty DATA frame";
-	else if (st->st_in_fin && f->f_seq >= st->st_in_fin_seq)
-		why = "DATA after FIN";
-	else if (f->f_seq < st->st_in_seq)
+	} else if (stream_have_seq(st, f->f_seq)) {
+		if (se->se_resume) {
+			/* Sent again after a lost channel; we have it. */
+			frame_free(f);
+			return 0;
+		}
 		why = "duplicate DATA frame";
+	} else if (st->st_in_fin && f->f_seq >= st->st_in_fin_seq)
+		why = "DATA after FIN";
 	else if (st->st_in_bytes + f->f_len - st->st_in_delivered >
 	    STREAM_WINDOW)
 		why = "peer exceeded the flow-control window";
@@ -604,17 +604,10 @@ stream_on_data(struct stream *st, struct frame *f)
 			st->st_in_seq++;
 		}
 	} else {
-		TAILQ_FOREACH(it, &st->st_reorder, f_entry) {
-			if (it->f_seq == f->f_seq) {
-				session_fail(se, SE_FAILED, EC_GENERIC,
-				    "protocol error from peer relay: duplicate "
-				    "DATA frame (stream %u)", st->st_id);
-				frame_free(f);
-				return -1;
-			}
+		/* Sorted by seq; stream_have_seq() excluded an equal one. */
+		TAILQ_FOREACH(it, &st->st_reorder, f_entry)
 			if (it->f_seq > f->f_seq)
 				break;
-		}
 		if (it == NULL)
 			TAILQ_INSERT_TAIL(&st->st_reorder, f, f_entry);
 		else

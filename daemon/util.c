@@ -124,6 +124,11 @@ frame_free(struct frame *f)
 	free(f);
 }
 
+/*
+ * Empty a queue linked by f_entry (a channel's output queue, or a stream's
+ * input queues): its frames are in no channel queue any more, though a
+ * sender's replay queue may still hold them.
+ */
 void
 frameq_free(struct frameq *q)
 {
@@ -131,6 +136,7 @@ frameq_free(struct frameq *q)
 
 	while ((f = TAILQ_FIRST(q)) != NULL) {
 		TAILQ_REMOVE(q, f, f_entry);
+		f->f_queued = 0;
 		frame_free(f);
 	}
 }
