@@ -13,6 +13,8 @@ all started once and run interleaved (rotated order each repetition):
   relay-plain     source -> migrelayd -> N plaintext channels -> migrelayd -> sink
   relay-tls       the same with TLS 1.3 + SCRAM (the tests' secure_relay_config)
   relay-*-1s      one connection striped over N channels (N > 1)
+  relay-*-t0      with --threads0: relays started with --data-threads 0 (channel
+                  I/O on the main thread), against the default (data threads)
 
 N connections for every path except *-1s (for the relays: N QEMU-like
 connections in one session of N channels, as multifd uses it).  Throughput is
@@ -34,11 +36,12 @@ PLAIN_CPU_TARGET = 0.4       # CPU-s/GiB, relay pair, plaintext, uncapped
 TLS_CPU_TARGET = 2.0         # CPU-s/GiB, relay pair, TLS
 TLS_VS_STUNNEL_TARGET = 1.5
 VARIANTS = ["direct", "fwd-pair", "stunnel-pair", "relay-plain", "relay-tls",
-            "relay-plain-1s", "relay-tls-1s"]
+            "relay-plain-1s", "relay-tls-1s", "relay-plain-t0", "relay-tls-t0"]
 STYLE = {"direct": "lc rgb '#000000' dt 1", "fwd-pair": "lc rgb '#2ca02c' dt 1",
          "stunnel-pair": "lc rgb '#9467bd' dt 1", "relay-plain": "lc rgb '#1f77b4' dt 1",
          "relay-tls": "lc rgb '#d62728' dt 1", "relay-plain-1s": "lc rgb '#1f77b4' dt 2",
-         "relay-tls-1s": "lc rgb '#d62728' dt 2"}
+         "relay-tls-1s": "lc rgb '#d62728' dt 2", "relay-plain-t0": "lc rgb '#17becf' dt 3",
+         "relay-tls-t0": "lc rgb '#ff7f0e' dt 3"}
 
 
 class Bench:
@@ -48,7 +51,7 @@ class Bench:
         self.paths = {}
 
     def setup(self):
-        self.paths = B.start_paths(self.d)
+        self.paths = B.start_paths(self.d, threads0=self.args.threads0)
 
     def teardown(self):
         B.stop_paths(self.paths)
@@ -232,6 +235,8 @@ def main():
     ap.add_argument("--reps", type=int, default=B.reps_default())
     ap.add_argument("--channels", default="1,2,4")
     ap.add_argument("--name", default="b2-link", help="results file name")
+    ap.add_argument("--threads0", action="store_true",
+                    help="also relay pairs with --data-threads 0 (relay-*-t0)")
     ap.add_argument("--report-only", action="store_true",
                     help="redo tables and plot from results/NAME.json")
     args = ap.parse_args()

@@ -12,7 +12,8 @@ COUNT round trips after WARMUP, TCP_NODELAY everywhere; p50 / p99 in µs.
 
 Paths (started once, interleaved in rotated order): direct, fwd-pair (two
 splice forwarders), stunnel-pair, relay-plain, relay-tls (sessions of
---channels channels, default 1).  Writes bench/results/b3-latency.{json,md}.
+--channels channels, default 1); with --threads0 also relay-plain-t0 and
+relay-tls-t0, relays started with --data-threads 0.  Writes bench/results/b3-latency.{json,md}.
 """
 
 import argparse
@@ -32,14 +33,15 @@ class Bench:
         self.paths = {}
 
     def setup(self):
-        self.paths = B.start_paths(self.d)
+        self.paths = B.start_paths(self.d, threads0=self.args.threads0)
 
     def teardown(self):
         B.stop_paths(self.paths)
 
     def variants(self):
         return ["direct"] + [v for v in ("fwd-pair", "stunnel-pair", "relay-plain",
-                                         "relay-tls") if v in self.paths]
+                                         "relay-tls", "relay-plain-t0", "relay-tls-t0")
+                             if v in self.paths]
 
     def run_one(self, variant, size):
         a = self.args
@@ -131,6 +133,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--sizes", default="64,4096")
     ap.add_argument("--channels", type=int, default=1, help="relay session channels")
+    ap.add_argument("--threads0", action="store_true",
+                    help="also relay pairs with --data-threads 0 (relay-*-t0)")
     ap.add_argument("--reps", type=int, default=B.reps_default())
     ap.add_argument("--name", default="b3-latency")
     args = ap.parse_args()

@@ -416,13 +416,19 @@ def have_stunnel():
     return shutil.which("stunnel") is not None
 
 
-def start_paths(workdir, references=True):
+def start_paths(workdir, references=True, threads0=False):
     """The paths every benchmark compares: the relay pairs (plaintext and TLS) and, with
     references, the plain forwarder pair and the stunnel pair (skipped, and said, when
-    stunnel is missing), each forwarding to a free port of its own (`.target`).
-    Returns {name: path}."""
+    stunnel is missing), each forwarding to a free port of its own (`.target`).  With
+    threads0, also relay-plain-t0 / relay-tls-t0: relay pairs started with
+    --data-threads 0 (all channel I/O on the main thread).  Returns {name: path}."""
     paths = {"relay-plain": RelayPair(workdir, "plain", tls=False).start(),
              "relay-tls": RelayPair(workdir, "tls", tls=True).start()}
+    if threads0:
+        t0 = ["--data-threads", "0"]
+        paths["relay-plain-t0"] = RelayPair(workdir, "plain-t0", tls=False,
+                                            extra_args=t0).start()
+        paths["relay-tls-t0"] = RelayPair(workdir, "tls-t0", tls=True, extra_args=t0).start()
     if references:
         paths["fwd-pair"] = FwdPair(R.free_port())
         if have_stunnel():

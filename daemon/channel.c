@@ -63,6 +63,7 @@ static int		 feature_is_supported(const char *);
 static void		 channel_greeting_auth(struct hs_msg *);
 static void		 channel_secured(struct channel *);
 static ssize_t		 channel_recv(struct channel *, struct iovec *, int);
+static void		 channel_recount(struct channel *);
 
 static const char *const ch_state_names[_CH_STATE_MAX] = {
 	[CH_CONNECTING] = "connecting",
@@ -103,6 +104,8 @@ channel_set_state(struct channel *ch, enum ch_state st)
 	} else {
 		event_del(ch->ch_hbev);
 	}
+	if (st == CH_UP)
+		worker_attach(ch);
 	if (st == CH_UP && ch->ch_rbuf_size < CH_RBUF_SIZE) {
 		uint8_t *nb = realloc(ch->ch_rbuf, CH_RBUF_SIZE);
 
@@ -135,6 +138,9 @@ channel_new(int fd, int accepted)
 	ch->ch_accepted = accepted;
 	TAILQ_INIT(&ch->ch_urgent);
 	TAILQ_INIT(&ch->ch_bulk);
+	TAILQ_INIT(&ch->ch_xq);
+	TAILQ_INIT(&ch->ch_nin);
+	TAILQ_INIT(&ch->ch_ndone);
 	ch->ch_rev = event_new(g_base, fd, EV_READ | EV_PERSIST,
 	    channel_read_cb, ch);
 	ch->ch_wev = event_new(g_base, fd, EV_WRITE | EV_PERSIST,
@@ -513,6 +519,20 @@ channel_check_crc(struct frame_hdr *h, struct frame *f)
 	return 0;
 }
 
+/* Bytes of a frame on the wire: header, payload, trailer. */
+static size_t
+frame_wire_len(const struct frame *f)
+{
+	return (f->f_raw ? 0 : FRAME_HDR_LEN) + f->f_len + f->f_tl;
+}
+
+/* The channel is closing or its worker stopped its I/O. */
+static int
+channel_gone(const struct channel *ch)
+{
+	return ch->ch_dead || ch->ch_wdead;
+}
+
 /* A frame leaves this channel's output queue (written or dropped). */
 static void
 channel_release(struct frame *f)
@@ -535,14 +555,18 @@ channel_send(struct channel *ch, struct frame *f, int urgent)
 		return;
 	}
 	f->f_queued = 1;
+	f->f_urgent = urgent != 0;
 	f->f_chan = ch->ch_id;
 	f->f_off = 0;
 	if (ch->ch_state == CH_UP && ch->ch_se != NULL && ch->ch_se->se_crc &&
 	    !f->f_raw && f->f_tl == 0)
 		channel_seal_crc(f);
+	ch->ch_outq_bytes += frame_wire_len(f);
+	if (ch->ch_worker != NULL) {
+		worker_send(ch, f);
+		return;
+	}
 	TAILQ_INSERT_TAIL(urgent ? &ch->ch_urgent : &ch->ch_bulk, f, f_entry);
-	ch->ch_outq_bytes += f->f_len + f->f_tl +
-	    (f->f_raw ? 0 : FRAME_HDR_LEN);
 	if (ch->ch_state != CH_CONNECTING && ch->ch_state != CH_TLS &&
 	    !event_pending(ch->ch_wev, EV_WRITE, NULL))
 		channel_flush(ch);
@@ -590,8 +614,25 @@ channel_consume(struct channel *ch, struct frame **fs, struct frameq **fq,
 {
 	struct frame	*f;
 	unsigned int	 i;
-	size_t		 hl, left;
+	size_t		 left;
 
+	if (ch->ch_worker != NULL) {
+		/* A worker's: the main thread accounts and releases. */
+		if (w > 0)
+			worker_count_io(ch, w, 0);
+		for (i = 0; i < nf && w > 0; i++) {
+			f = fs[i];
+			left = frame_wire_len(f) - f->f_off;
+			if (w < left) {
+				f->f_off += w;
+				break;
+			}
+			w -= left;
+			TAILQ_REMOVE(fq[i], f, f_entry);
+			worker_written(ch, f);
+		}
+		return;
+	}
 	if (w > 0)
 		mono_now(&ch->ch_last_send);
 	ch->ch_bytes_sent += w;
@@ -599,8 +640,7 @@ channel_consume(struct channel *ch, struct frame **fs, struct frameq **fq,
 		ch->ch_se->se_link_sent += w;
 	for (i = 0; i < nf && w > 0; i++) {
 		f = fs[i];
-		hl = f->f_raw ? 0 : FRAME_HDR_LEN;
-		left = hl + f->f_len + f->f_tl - f->f_off;
+		left = frame_wire_len(f) - f->f_off;
 		if (w < left) {
 			f->f_off += w;
 			ch->ch_outq_bytes -= w;
@@ -859,7 +899,7 @@ channel_read_cb(evutil_socket_t fd, short ev, void *arg)
 		channel_tls_step(ch);
 		return;
 	}
-	while (!ch->ch_dead && budget < CALLBACK_BUDGET) {
+	while (!channel_gone(ch) && budget < CALLBACK_BUDGET) {
 		if ((f = ch->ch_rframe) != NULL) {
 			need = f->f_len - f->f_off;
 			iov[0].iov_base = f->f_data + f->f_off;
@@ -926,10 +966,14 @@ channel_read_cb(evutil_socket_t fd, short ev, void *arg)
 			return;
 		}
 		budget += (size_t)n;
-		mono_now(&ch->ch_last_recv);
-		ch->ch_bytes_recv += (uint64_t)n;
-		if (ch->ch_se != NULL)
-			ch->ch_se->se_link_recv += (uint64_t)n;
+		if (ch->ch_worker != NULL) {
+			worker_count_io(ch, 0, (uint64_t)n);
+		} else {
+			mono_now(&ch->ch_last_recv);
+			ch->ch_bytes_recv += (uint64_t)n;
+			if (ch->ch_se != NULL)
+				ch->ch_se->se_link_recv += (uint64_t)n;
+		}
 		if (f != NULL) {
 			if ((size_t)n >= need) {
 				f->f_off = f->f_len;
@@ -947,7 +991,7 @@ channel_read_cb(evutil_socket_t fd, short ev, void *arg)
 		if (channel_parse(ch) != 0)
 			return;
 	}
-	if (ch->ch_dead)
+	if (channel_gone(ch))
 		return;
 	/* Decrypted bytes OpenSSL holds raise no event: come back for them. */
 	if (ch->ch_ssl != NULL && budget >= CALLBACK_BUDGET &&
@@ -972,7 +1016,7 @@ channel_parse(struct channel *ch)
 	int			 r;
 
 	for (;;) {
-		if (ch->ch_dead)
+		if (channel_gone(ch))
 			return -1;
 		avail = ch->ch_rlen - ch->ch_rpos;
 		if (!ch->ch_magic_seen) {
@@ -1065,6 +1109,20 @@ channel_dispatch(struct channel *ch, const struct frame_hdr *h,
 		h = &hh;
 	}
 	f->f_off = 0;
+	if (ch->ch_worker != NULL) {
+		/* A worker's channel: check, then hand to the main thread. */
+		hh = *h;
+		if (ch->ch_se->se_crc && channel_check_crc(&hh, f) != 0) {
+			frame_free(f);
+			channel_fail(ch, EC_UNREACHABLE, "a frame from peer "
+			    "relay %s on channel %u failed its CRC-32C check "
+			    "(data corrupted on the network)", ch->ch_peer,
+			    ch->ch_index);
+			return -1;
+		}
+		worker_received(ch, f);
+		return 0;
+	}
 	if (ch->ch_state == CH_DRAINING) {
 		frame_free(f);
 		return 0;
@@ -1664,6 +1722,11 @@ channel_fail(struct channel *ch, const char *class, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	if (worker_in_thread()) {
+		/* The main thread decides, when it hears of it. */
+		worker_fail(ch, class, msg);
+		return;
+	}
 	if (se != NULL && !session_is_final(se) && ch->ch_rejoin &&
 	    ch->ch_state != CH_UP && !ch->ch_dead) {
 		/* A re-dial that did not make it: refusals are final. */
@@ -1733,6 +1796,12 @@ channel_drain_close(struct channel *ch, int linger)
 
 	if (ch->ch_dead)
 		return;
+	if (ch->ch_worker != NULL || ch->ch_attaching) {
+		/* Draining is the main thread's: take the channel back. */
+		worker_detach(ch);
+		channel_recount(ch);
+		event_add(ch->ch_rev, NULL);
+	}
 	ch->ch_linger = linger && ch->ch_state == CH_UP;
 	if (ch->ch_state == CH_CONNECTING || ch->ch_state == CH_TLS ||
 	    (!ch->ch_linger && TAILQ_EMPTY(&ch->ch_urgent) &&
@@ -1766,6 +1835,7 @@ channel_close(struct channel *ch, const char *reason)
 
 	if (ch->ch_dead)
 		return;
+	worker_detach(ch);
 	ch->ch_dead = 1;
 	if (se == NULL) {
 		TAILQ_REMOVE(&pending, ch, ch_entry);
@@ -1813,6 +1883,86 @@ channel_close(struct channel *ch, const char *reason)
 	ch->ch_se = NULL;
 	TAILQ_INSERT_TAIL(&reaped, ch, ch_entry);
 	event_active(reap_ev, 0, 0);
+}
+
+/* Output bytes still queued, after a worker gave the channel back. */
+static void
+channel_recount(struct channel *ch)
+{
+	struct frame	*f;
+
+	ch->ch_outq_bytes = 0;
+	TAILQ_FOREACH(f, &ch->ch_urgent, f_entry)
+		ch->ch_outq_bytes += frame_wire_len(f) - f->f_off;
+	TAILQ_FOREACH(f, &ch->ch_bulk, f_entry)
+		ch->ch_outq_bytes += frame_wire_len(f) - f->f_off;
+}
+
+/*
+ * Main thread: what the worker of ch reports.  Written frames are
+ * released here, where reference counts live; the counters and times are
+ * the main thread's; received frames (CRC checked already) are handled in
+ * order, as if read here; an error comes last, as it came after them.
+ * in is NULL when the channel is being taken back.
+ */
+void
+channel_news(struct channel *ch, struct frameq *in, struct frameq *done,
+    uint64_t sent, uint64_t recv, const char *errclass, const char *errmsg)
+{
+	struct frame_hdr	 h;
+	struct frame		*f;
+	size_t			 len;
+
+	while ((f = TAILQ_FIRST(done)) != NULL) {
+		TAILQ_REMOVE(done, f, f_entry);
+		len = frame_wire_len(f);
+		ch->ch_outq_bytes -= len < ch->ch_outq_bytes ? len :
+		    ch->ch_outq_bytes;
+		channel_release(f);
+	}
+	if (sent > 0) {
+		mono_now(&ch->ch_last_send);
+		ch->ch_bytes_sent += sent;
+		if (ch->ch_se != NULL)
+			ch->ch_se->se_link_sent += sent;
+	}
+	if (recv > 0) {
+		mono_now(&ch->ch_last_recv);
+		ch->ch_bytes_recv += recv;
+		if (ch->ch_se != NULL)
+			ch->ch_se->se_link_recv += recv;
+	}
+	if (in == NULL)
+		return;
+	while ((f = TAILQ_FIRST(in)) != NULL) {
+		TAILQ_REMOVE(in, f, f_entry);
+		if (ch->ch_dead || ch->ch_state != CH_UP || ch->ch_se == NULL ||
+		    session_is_final(ch->ch_se)) {
+			frame_free(f);
+			continue;
+		}
+		h.type = f->f_type;
+		h.flags = f->f_flags;
+		h.stream = f->f_stream;
+		h.seq = f->f_seq;
+		h.len = f->f_len;
+		link_frame_recv(ch->ch_se, ch, &h, f);
+	}
+	if (errclass != NULL && !ch->ch_dead)
+		channel_fail(ch, errclass, "%s", errmsg);
+}
+
+/* Event callbacks of a channel handed to a worker (worker.c). */
+void
+channel_io_read(evutil_socket_t fd, short ev, void *arg)
+{
+	channel_read_cb(fd, ev, arg);
+}
+
+void
+channel_io_write(evutil_socket_t fd, short ev, void *arg)
+{
+	channel_write_cb(fd, ev, arg);
 }
 
 static void

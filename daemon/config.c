@@ -27,6 +27,7 @@ conf_defaults(struct conf *c)
 	c->tls_rekey_bytes = TLS_KEY_UPDATE_BYTES;
 	c->progress_timeout_ms = PROGRESS_TIMEOUT_MS;
 	c->reconnect_timeout_ms = RECONNECT_TIMEOUT_MS;
+	c->data_threads = -1;
 }
 
 /*
@@ -122,6 +123,20 @@ conf_set(struct conf *c, const char *key, const char *val, char *err,
 			return -1;
 		}
 		c->reconnect_timeout_ms = (unsigned int)v;
+	} else if (strcmp(key, "data-threads") == 0) {
+		char *end;
+		unsigned long v = val ? strtoul(val, &end, 10) : 0;
+
+		if (val != NULL && strcmp(val, "auto") == 0) {
+			c->data_threads = -1;
+		} else if (val == NULL || *end != '\0' ||
+		    v > MAX_DATA_THREADS) {
+			snprintf(err, errlen, "data-threads: auto, or 0 (channel "
+			    "I/O on the main thread) to %d", MAX_DATA_THREADS);
+			return -1;
+		} else {
+			c->data_threads = (int)v;
+		}
 	} else if (strcmp(key, "tls-rekey-bytes") == 0) {
 		char *end;
 		unsigned long long v = val ? strtoull(val, &end, 10) : 0;
@@ -406,6 +421,10 @@ conf_print(const struct conf *c, FILE *fp)
 	    (unsigned long long)c->tls_rekey_bytes);
 	fprintf(fp, "progress-timeout %u\n", c->progress_timeout_ms);
 	fprintf(fp, "reconnect-timeout %u\n", c->reconnect_timeout_ms);
+	if (c->data_threads < 0)
+		fprintf(fp, "data-threads auto\n");
+	else
+		fprintf(fp, "data-threads %d\n", c->data_threads);
 	fprintf(fp, "log-level %s\n", log_level_name(c->log_level));
 }
 
@@ -435,10 +454,12 @@ daemon_reload(char *err, size_t errlen)
 	if (!same || nc.no_listen != g_conf.no_listen ||
 	    strcmp(nc.control_path, g_conf.control_path) != 0 ||
 	    nc.insecure_plaintext != g_conf.insecure_plaintext ||
-	    strcmp(nc.metrics_listen, g_conf.metrics_listen) != 0)
+	    strcmp(nc.metrics_listen, g_conf.metrics_listen) != 0 ||
+	    nc.data_threads != g_conf.data_threads)
 		log_warnx("reload: control, listen, no-listen, "
-		    "insecure-plaintext or metrics-listen changed; they take "
-		    "effect after a restart");
+		    "insecure-plaintext, metrics-listen or data-threads changed; "
+		    "they take effect after a restart");
+	nc.data_threads = g_conf.data_threads;
 	nc.nlisten = g_conf.nlisten;
 	memcpy(nc.listen, g_conf.listen, sizeof(nc.listen));
 	nc.no_listen = g_conf.no_listen;

@@ -46,6 +46,7 @@ enum {
 	OPT_TLS_REKEY,
 	OPT_PROGRESS_TIMEOUT,
 	OPT_RECONNECT_TIMEOUT,
+	OPT_DATA_THREADS,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -70,6 +71,7 @@ static const struct option longopts[] = {
 	{ "tls-rekey-bytes",	required_argument, NULL, OPT_TLS_REKEY },
 	{ "progress-timeout",	required_argument, NULL, OPT_PROGRESS_TIMEOUT },
 	{ "reconnect-timeout",	required_argument, NULL, OPT_RECONNECT_TIMEOUT },
+	{ "data-threads",	required_argument, NULL, OPT_DATA_THREADS },
 	{ "help",		no_argument,	   NULL, OPT_HELP },
 	{ "version",		no_argument,	   NULL, OPT_VERSION },
 	{ NULL, 0, NULL, 0 }
@@ -89,7 +91,7 @@ usage(void)
 	    "                 [--handshake-timeout ms] [--link-timeout ms] "
 	    "[--progress-timeout ms]\n"
 	    "                 [--reconnect-timeout ms] [--drain-timeout ms]\n"
-	    "                 [--metrics-listen host:port]\n"
+	    "                 [--metrics-listen host:port] [--data-threads n]\n"
 	    "                 [--log-level level] [--check-config] "
 	    "[--version]\n"
 	    "       migrelayd --make-verifier name\n");
@@ -242,6 +244,7 @@ main(int argc, char *argv[])
 		case OPT_TLS_REKEY:
 		case OPT_PROGRESS_TIMEOUT:
 		case OPT_RECONNECT_TIMEOUT:
+		case OPT_DATA_THREADS:
 			if (conf_remember_override(key, optarg, err,
 			    sizeof(err)) != 0) {
 				fprintf(stderr, "migrelayd: --%s\n", err);
@@ -290,6 +293,13 @@ main(int argc, char *argv[])
 	 */
 	mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024);
 	mallopt(M_TRIM_THRESHOLD, 128 * 1024 * 1024);
+	/*
+	 * One arena for all threads: frames are allocated by one thread and
+	 * freed by another, a few thousand a second, and per-thread arenas
+	 * would each keep megabytes after a session that malloc_trim() in the
+	 * main arena does not return.
+	 */
+	mallopt(M_ARENA_MAX, 1);
 	signal(SIGPIPE, SIG_IGN);
 	if ((g_base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
@@ -300,6 +310,17 @@ main(int argc, char *argv[])
 		log_info("TLS credentials from %s (%s%s%s)", g_conf.tls_dir,
 		    g_tls->server ? "server" : "", g_tls->server &&
 		    g_tls->client ? " and " : "", g_tls->client ? "client" : "");
+	{
+		char	 werr[256];
+		long	 ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+		int	 n = g_conf.data_threads;
+
+		/* auto: one per CPU, up to 8; the main thread has its own. */
+		if (n < 0)
+			n = ncpu < 1 ? 1 : ncpu > 8 ? 8 : (int)ncpu;
+		if (worker_start_all((unsigned int)n, werr, sizeof(werr)) != 0)
+			fatalx("%s", werr);
+	}
 	systemd_init();
 	control_open(g_conf.control_path);
 	listener_open_all();
@@ -326,6 +347,7 @@ main(int argc, char *argv[])
 	while (!TAILQ_EMPTY(&g_sessions))
 		session_free(TAILQ_FIRST(&g_sessions));
 	channel_reap();
+	worker_stop_all();
 	if (drain_ev != NULL)
 		event_free(drain_ev);
 	metrics_close();

@@ -2,9 +2,15 @@
  * migrelayd.h - table of contents of the daemon: limits, core structures
  * and the functions each file exports.
  *
- * Threads: one.  Everything runs on the main event base g_base.  Objects
- * reachable from callbacks (channels, streams) are never freed inside their
- * own callbacks: closing marks them dead and hands them to the reaper, a
+ * Threads: the main thread runs everything on the main event base g_base:
+ * control, handshakes, sessions, streams, the link logic.  With
+ * data-threads > 0, an established channel (CH_UP) is handed to a worker
+ * thread (worker.c), which then alone does its socket I/O, TLS, framing and
+ * CRC; frames cross between the threads through locked queues (ch_xq
+ * towards the worker, ch_nin/ch_ndone back), and the main thread takes the
+ * channel back before it drains or closes it.  Objects reachable from
+ * callbacks (channels, streams) are never freed inside their own
+ * callbacks: closing marks them dead and hands them to the reaper, a
  * deferred event that frees them once the current callback has returned.
  * Sessions live until session-remove, which never runs inside a data-path
  * callback.
@@ -54,6 +60,7 @@
 #define CH_IOV_MAX		64
 #define CH_WBUF_SIZE		(256u * 1024)	/* TLS write staging */
 #define CALLBACK_BUDGET		(2u * 1024 * 1024)	/* bytes per callback */
+#define MAX_DATA_THREADS	16
 
 #define MIGRELAY_VERSION_MAJOR	0
 #define MIGRELAY_VERSION_MINOR	1
@@ -89,6 +96,7 @@ struct scram_server;
 struct scram_client;
 struct stream;
 struct ctl_client;
+struct worker;
 
 /*
  * One frame buffer: header plus payload, in a queue.  Reference counted:
@@ -100,6 +108,7 @@ struct frame {
 	TAILQ_ENTRY(frame)	 f_rentry;	/* sender's replay queue */
 	unsigned int		 f_refs;
 	uint8_t			 f_queued;	/* in a channel output queue */
+	uint8_t			 f_urgent;	/* ... the urgent one (ch_xq) */
 	uint64_t		 f_chan;	/* ch_id it was last queued on */
 	uint64_t		 f_end;		/* stream offset after it */
 	uint8_t			 f_type;
@@ -192,6 +201,31 @@ struct channel {
 	struct hs_msg		*ch_hello;	/* HELLO kept during SCRAM */
 	uint64_t		 ch_bytes_sent;
 	uint64_t		 ch_bytes_recv;
+	/*
+	 * Data-plane worker (worker.c).  While ch_worker is set, the worker
+	 * owns the socket, TLS, input buffer and output queues; the main
+	 * thread keeps ch_outq_bytes, the counters and the timestamps, and
+	 * reaches the worker only through the fields marked "locked" (under
+	 * the worker's mutex).
+	 */
+	struct worker		*ch_worker;
+	int			 ch_attaching;	/* on the attach list (ch_entry) */
+	int			 ch_wdead;	/* worker: I/O stopped on error */
+	struct event		*ch_mrev;	/* main's events while attached */
+	struct event		*ch_mwev;
+	TAILQ_ENTRY(channel)	 ch_cmdentry;	/* locked: worker's to-do list */
+	TAILQ_ENTRY(channel)	 ch_newsentry;	/* locked: worker's news list */
+	TAILQ_ENTRY(channel)	 ch_pentry;	/* main: news being handled */
+	unsigned int		 ch_wcmd;	/* locked: W_* requests */
+	int			 ch_in_news;	/* locked */
+	int			 ch_wtaken;	/* locked: worker let go */
+	struct frameq		 ch_xq;		/* locked: frames to send */
+	struct frameq		 ch_nin;	/* locked: frames received */
+	struct frameq		 ch_ndone;	/* locked: frames written */
+	uint64_t		 ch_nsent;	/* locked: bytes since last news */
+	uint64_t		 ch_nrecv;
+	char			 ch_nclass[32];	/* locked: the worker's error */
+	char			 ch_nmsg[1024];
 };
 
 /* A QEMU connection carried by a session. */
@@ -330,6 +364,8 @@ struct conf {
 	char			 metrics_listen[300];
 	unsigned int		 progress_timeout_ms;
 	unsigned int		 reconnect_timeout_ms;	/* 0: no resume */
+	int			 data_threads;	/* 0: I/O on the main thread,
+						   -1: auto */
 	int			 log_level;
 	char			 config_file[4096];
 };
@@ -448,6 +484,27 @@ void		 channel_send(struct channel *, struct frame *, int urgent);
 unsigned int	 channel_pending_count(const char *addr);
 void		 channel_addr_of(const char *peer, char *buf, size_t len);
 void		 channel_reap(void);
+
+void		 channel_io_read(evutil_socket_t, short, void *);
+void		 channel_io_write(evutil_socket_t, short, void *);
+void		 channel_news(struct channel *, struct frameq *in,
+		    struct frameq *done, uint64_t sent, uint64_t recv,
+		    const char *errclass, const char *errmsg);
+
+/* worker.c */
+int		 worker_start_all(unsigned int n, char *err, size_t errlen);
+void		 worker_stop_all(void);
+unsigned int	 worker_count(void);
+int		 worker_in_thread(void);
+void		 worker_attach(struct channel *);
+void		 worker_detach(struct channel *);
+void		 worker_send(struct channel *, struct frame *);
+void		 worker_received(struct channel *, struct frame *);
+void		 worker_written(struct channel *, struct frame *);
+void		 worker_count_io(struct channel *, uint64_t sent,
+		    uint64_t recv);
+void		 worker_fail(struct channel *, const char *class,
+		    const char *msg);
 
 /* link.c */
 int		 link_init_session(struct session *);

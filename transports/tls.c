@@ -245,8 +245,8 @@ tls_conn_new(struct tls_creds *c, int fd, int server, const char *peer_host,
 	return ssl;
 }
 
-/* The reason of the last -EPROTO from tls_read/tls_write (one thread). */
-static char	 tls_errbuf[256];
+/* The reason of the last -EPROTO from tls_read/tls_write (per thread). */
+static __thread char tls_errbuf[256];
 
 const char *
 tls_last_error(void)

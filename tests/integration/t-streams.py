@@ -189,10 +189,17 @@ def main():
     rng = random.Random(SEED)
     relay.log("seed %d, scale %.2f", SEED, SCALE)
     with relay.TempDir(prefix="mr-streams-") as d:
-        S = d.relay("S")
-        D = d.relay("D")
+        # The source relay moves channel data on its main thread, the
+        # destination on three data threads (more than this machine's
+        # cores): both data planes, against each other.
+        S = d.relay("S", extra_args=["--data-threads", "0"])
+        D = d.relay("D", extra_args=["--data-threads", "3"])
         D.start()
         S.start()
+        threads = (len(os.listdir("/proc/%d/task" % S.pid)),
+                   len(os.listdir("/proc/%d/task" % D.pid)))
+        check(threads == (1, 4), "threads S %d D %d, expected 1 and 4 "
+              "(--data-threads 0 and 3)" % threads)
 
         # Round 1: four sessions at once, 1 to 64 channels, QEMU-facing
         # sockets unix and tcp; one slow consumer, one stream of tiny writes.
