@@ -375,7 +375,8 @@ channel_secured(struct channel *ch)
 		snprintf(ch->ch_identity, sizeof(ch->ch_identity), "?");
 	log_debug("channel %s: TLS established (%s), peer %s", ch->ch_peer,
 	    SSL_get_cipher_name(ch->ch_ssl), ch->ch_identity);
-	if ((ch->ch_wbuf = malloc(CH_WBUF_SIZE)) == NULL) {
+	if ((ch->ch_wbuf = malloc(CH_WBUF_SIZE)) == NULL ||
+	    tls_buffer_output(ch->ch_ssl) != 0) {
 		channel_fail(ch, EC_INTERNAL, "out of memory");
 		return;
 	}
@@ -683,11 +684,38 @@ channel_iov(struct frame **fs, unsigned int nf, struct iovec *iov)
 	return n;
 }
 
+/* Encrypt len bytes into the output buffer.  0, or -1 (channel failed). */
+static int
+channel_encrypt(struct channel *ch, const uint8_t *p, size_t len)
+{
+	ssize_t	 w;
+	int	 want = 0;
+
+	while (len > 0) {
+		/* The buffer BIO never refuses: no retry state to keep. */
+		w = tls_write(ch->ch_ssl, p, len, &want);
+		if (w <= 0) {
+			channel_fail(ch, EC_UNREACHABLE, "write to peer relay "
+			    "%s failed: %s%s%s", ch->ch_peer,
+			    strerror(w < 0 ? (int)-w : EPIPE), w == -EPROTO ?
+			    ": " : "", w == -EPROTO ? tls_last_error() : "");
+			return -1;
+		}
+		p += w;
+		len -= (size_t)w;
+		ch->ch_since_rekey += (uint64_t)w;
+	}
+	return 0;
+}
+
 /*
- * TLS output: frames are copied into ch_wbuf (as large as possible, so
- * records are full 16 KiB and writes large) and the buffer is handed to
- * SSL_write until it is gone.  Returns 1 when everything is written, 0
- * when waiting, -1 when the channel was closed.
+ * TLS output.  Frames are encrypted straight from their buffers into the
+ * connection's output buffer (tls_buffer_output), up to CH_TLS_BATCH
+ * plaintext bytes at a time; pieces below CH_TLS_SMALL (frame headers,
+ * small frames) are gathered in ch_wbuf first so that a small frame is
+ * one record.  The ciphertext of the batch then leaves in one or a few
+ * write()s.  Returns 1 when everything is written, 0 when waiting, -1
+ * when the channel was closed.
  */
 static int
 channel_flush_tls(struct channel *ch)
@@ -696,32 +724,23 @@ channel_flush_tls(struct channel *ch)
 	struct frame	*fs[CH_IOV_MAX / 2];
 	struct frameq	*fq[CH_IOV_MAX / 2];
 	unsigned int	 nf, n, i;
-	ssize_t		 w;
-	size_t		 take;
-	int		 want = 0;
+	ssize_t		 r;
+	size_t		 take, used, staged;
 
 	for (;;) {
-		if (ch->ch_woff < ch->ch_wlen) {
-			w = tls_write(ch->ch_ssl, ch->ch_wbuf + ch->ch_woff,
-			    ch->ch_wlen - ch->ch_woff, &want);
-			if (w == -EAGAIN) {
-				if (want == TLS_WANT_WRITE)
-					event_add(ch->ch_wev, NULL);
-				else
-					ch->ch_write_wants_read = 1;
+		if (tls_output_pending(ch->ch_ssl) > 0) {
+			r = tls_flush_output(ch->ch_ssl, ch->ch_fd);
+			if (r == -EAGAIN || r > 0) {
+				event_add(ch->ch_wev, NULL);
 				return 0;
 			}
-			if (w < 0) {
+			if (r < 0) {
 				channel_fail(ch, EC_UNREACHABLE, "write to peer "
 				    "relay %s failed: %s", ch->ch_peer,
-				    strerror((int)-w));
+				    strerror((int)-r));
 				return -1;
 			}
-			ch->ch_woff += (size_t)w;
-			ch->ch_since_rekey += (uint64_t)w;
-			continue;
 		}
-		ch->ch_woff = ch->ch_wlen = 0;
 		if (ch->ch_since_rekey >= g_conf.tls_rekey_bytes) {
 			if (tls_key_update(ch->ch_ssl) == 0)
 				log_debug("channel %s #%u: TLS key update after "
@@ -731,16 +750,38 @@ channel_flush_tls(struct channel *ch)
 		}
 		nf = channel_gather(ch, fs, fq, CH_IOV_MAX / 3);
 		if (nf == 0)
-			return 1;
+			return tls_output_pending(ch->ch_ssl) == 0 ? 1 : 0;
 		n = channel_iov(fs, nf, iov);
-		for (i = 0; i < n && ch->ch_wlen < CH_WBUF_SIZE; i++) {
+		used = staged = 0;
+		for (i = 0; i < n && used < CH_TLS_BATCH; i++) {
 			take = iov[i].iov_len;
-			if (take > CH_WBUF_SIZE - ch->ch_wlen)
-				take = CH_WBUF_SIZE - ch->ch_wlen;
-			memcpy(ch->ch_wbuf + ch->ch_wlen, iov[i].iov_base, take);
-			ch->ch_wlen += take;
+			if (take > CH_TLS_BATCH - used)
+				take = CH_TLS_BATCH - used;
+			if (take < CH_TLS_SMALL) {
+				if (staged + take > CH_WBUF_SIZE) {
+					if (channel_encrypt(ch, ch->ch_wbuf,
+					    staged) != 0)
+						return -1;
+					staged = 0;
+				}
+				memcpy(ch->ch_wbuf + staged, iov[i].iov_base,
+				    take);
+				staged += take;
+			} else {
+				if (staged > 0 && channel_encrypt(ch,
+				    ch->ch_wbuf, staged) != 0)
+					return -1;
+				staged = 0;
+				if (channel_encrypt(ch, iov[i].iov_base,
+				    take) != 0)
+					return -1;
+			}
+			used += take;
 		}
-		channel_consume(ch, fs, fq, nf, ch->ch_wlen);
+		if (staged > 0 && channel_encrypt(ch, ch->ch_wbuf, staged) != 0)
+			return -1;
+		/* Counted as sent when encrypted: the buffer is the channel's. */
+		channel_consume(ch, fs, fq, nf, used);
 	}
 }
 
@@ -999,6 +1040,10 @@ channel_read_cb(evutil_socket_t fd, short ev, void *arg)
 		event_active(ch->ch_rev, EV_READ, 0);
 	if (ch->ch_write_wants_read) {
 		ch->ch_write_wants_read = 0;
+		channel_flush(ch);
+	} else if (ch->ch_ssl != NULL && tls_output_pending(ch->ch_ssl) > 0 &&
+	    !event_pending(ch->ch_wev, EV_WRITE, NULL)) {
+		/* SSL_read answered a KeyUpdate: send the reply. */
 		channel_flush(ch);
 	}
 }
@@ -1805,7 +1850,8 @@ channel_drain_close(struct channel *ch, int linger)
 	ch->ch_linger = linger && ch->ch_state == CH_UP;
 	if (ch->ch_state == CH_CONNECTING || ch->ch_state == CH_TLS ||
 	    (!ch->ch_linger && TAILQ_EMPTY(&ch->ch_urgent) &&
-	    TAILQ_EMPTY(&ch->ch_bulk) && ch->ch_woff == ch->ch_wlen)) {
+	    TAILQ_EMPTY(&ch->ch_bulk) && (ch->ch_ssl == NULL ||
+	    tls_output_pending(ch->ch_ssl) == 0))) {
 		channel_close(ch, NULL);
 		return;
 	}

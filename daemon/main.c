@@ -315,9 +315,15 @@ main(int argc, char *argv[])
 		long	 ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 		int	 n = g_conf.data_threads;
 
-		/* auto: one per CPU, up to 8; the main thread has its own. */
+		/*
+		 * auto: one per CPU beyond two, up to 8.  The main thread
+		 * and the QEMU beside the relay need a core each; on two
+		 * CPUs a thread hop costs more return-path latency (B3:
+		 * +173 against +87 us p50 for the pair) than the extra
+		 * core it cannot have gains (docs/benchmarks.md).
+		 */
 		if (n < 0)
-			n = ncpu < 1 ? 1 : ncpu > 8 ? 8 : (int)ncpu;
+			n = ncpu <= 2 ? 0 : ncpu - 2 > 8 ? 8 : (int)ncpu - 2;
 		if (worker_start_all((unsigned int)n, werr, sizeof(werr)) != 0)
 			fatalx("%s", werr);
 	}

@@ -58,7 +58,9 @@
 #define CH_RBUF_SIZE		(256u * 1024)
 #define CH_RBUF_HS_SIZE		(8u * 1024)	/* before the channel is bound */
 #define CH_IOV_MAX		64
-#define CH_WBUF_SIZE		(256u * 1024)	/* TLS write staging */
+#define CH_WBUF_SIZE		(16u * 1024)	/* TLS: small pieces, one record */
+#define CH_TLS_SMALL		(4u * 1024)	/* ... pieces below this */
+#define CH_TLS_BATCH		(256u * 1024)	/* TLS: plaintext per write batch */
 #define CALLBACK_BUDGET		(2u * 1024 * 1024)	/* bytes per callback */
 #define MAX_DATA_THREADS	16
 
@@ -188,9 +190,7 @@ struct channel {
 	SSL			*ch_ssl;
 	char			 ch_host[256];	/* dialled host, for SAN checks */
 	char			 ch_identity[256]; /* peer certificate subject */
-	uint8_t			*ch_wbuf;	/* plaintext staged for SSL_write */
-	size_t			 ch_wlen;
-	size_t			 ch_woff;
+	uint8_t			*ch_wbuf;	/* small pieces staged for SSL_write */
 	int			 ch_read_wants_write;
 	int			 ch_rerr;	/* TLS: end (1) or -errno held back */
 	int			 ch_write_wants_read;

@@ -27,10 +27,13 @@
  *     read straight into its frame buffer when it does not fit the channel
  *     buffer (3; small frames take one more memcpy), writev() to QEMU (4).
  *     The CRC-32C of "crc32c" reads each byte once more on both sides.
- *   TLS: as plaintext plus a memcpy into the 256 KiB TLS staging buffer
- *     (so records are full and writes large) and OpenSSL's encryption
- *     into its own buffer on the sending side, and its decryption into our
- *     buffer on the receiving side: 6 to 7.
+ *   TLS: as plaintext, but OpenSSL encrypts each payload straight from
+ *     the frame into its record buffer and the record is appended to the
+ *     connection's output buffer (tls_buffer_output: so a 256 KiB batch
+ *     leaves in one write()), and on the receiving side decrypts into our
+ *     buffer: 6 (small pieces below CH_TLS_SMALL take one more memcpy,
+ *     into a staging buffer, so that a small frame is one record).
+ * With data threads (worker.c) frames change threads by pointer, no copy.
  * No copy is made to resend: a frame kept for replay is the same buffer.
  */
 #include <errno.h>

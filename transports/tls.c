@@ -26,6 +26,8 @@
 
 #include "tls.h"
 
+static int	 tls_obuf_init(void);
+
 static void
 tls_err(char *err, size_t errlen, const char *what)
 {
@@ -154,6 +156,10 @@ tls_creds_load(const char *dir, struct tls_creds **ret, char *err,
 
 	struct stat		 st;
 
+	if (tls_obuf_init() != 0) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
 	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
 		snprintf(err, errlen, "%s: %s", dir, stat(dir, &st) != 0 ?
 		    strerror(errno) : "not a directory");
@@ -370,6 +376,176 @@ tls_write(SSL *ssl, const void *buf, size_t len, int *ret_want)
 	return r == 0 ? -EPIPE : r;
 }
 
+/*
+ * Output buffering for established connections.  With partial writes,
+ * OpenSSL hands every 16 KiB record to its write BIO at once; on a socket
+ * BIO that is one write() per record.  tls_buffer_output() puts in a BIO
+ * that only appends ciphertext to a heap buffer and never refuses (it
+ * grows if it must), so SSL_write never waits and its "retry with the
+ * same arguments" rule never applies; tls_flush_output() then sends the
+ * records of a whole batch with few large write()s.  The socket BIO stays
+ * for reading.  Handshake, KeyUpdate and close_notify records land in the
+ * buffer too, once it is in place.
+ */
+struct tls_obuf {
+	uint8_t		*buf;
+	size_t		 len;		/* bytes in buf */
+	size_t		 off;		/* bytes of them written */
+	size_t		 cap;
+};
+
+static BIO_METHOD	*obuf_method;
+static int		 obuf_type;
+
+static int
+obuf_write(BIO *b, const char *data, int dlen)
+{
+	struct tls_obuf	*o = BIO_get_data(b);
+	size_t		 len = dlen > 0 ? (size_t)dlen : 0, ncap;
+	uint8_t		*nb;
+
+	BIO_clear_retry_flags(b);
+	if (o->off == o->len)
+		o->off = o->len = 0;
+	if (o->len + len > o->cap) {
+		ncap = o->cap > 0 ? o->cap : 64 * 1024;
+		while (ncap < o->len + len)
+			ncap *= 2;
+		if ((nb = realloc(o->buf, ncap)) == NULL)
+			return -1;
+		o->buf = nb;
+		o->cap = ncap;
+	}
+	memcpy(o->buf + o->len, data, len);
+	o->len += len;
+	return (int)len;
+}
+
+static long
+obuf_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	struct tls_obuf	*o = BIO_get_data(b);
+
+	(void)num;
+	(void)ptr;
+	switch (cmd) {
+	case BIO_CTRL_FLUSH:
+		return 1;
+	case BIO_CTRL_WPENDING:
+		return o != NULL ? (long)(o->len - o->off) : 0;
+	default:
+		return 0;
+	}
+}
+
+static int
+obuf_create(BIO *b)
+{
+	BIO_set_data(b, NULL);
+	BIO_set_init(b, 1);
+	return 1;
+}
+
+static int
+obuf_destroy(BIO *b)
+{
+	struct tls_obuf	*o = BIO_get_data(b);
+
+	if (o != NULL) {
+		free(o->buf);
+		free(o);
+	}
+	BIO_set_data(b, NULL);
+	return 1;
+}
+
+static struct tls_obuf *
+tls_obuf_of(SSL *ssl)
+{
+	BIO	*b = SSL_get_wbio(ssl);
+
+	if (b == NULL || obuf_method == NULL ||
+	    BIO_method_type(b) != obuf_type)
+		return NULL;
+	return BIO_get_data(b);
+}
+
+/* Once, before threads start using it (tls_creds_load). */
+static int
+tls_obuf_init(void)
+{
+	BIO_METHOD	*m;
+
+	if (obuf_method != NULL)
+		return 0;
+	obuf_type = BIO_get_new_index() | BIO_TYPE_SOURCE_SINK;
+	m = BIO_meth_new(obuf_type, "migrelay output buffer");
+	if (m == NULL || BIO_meth_set_write(m, obuf_write) != 1 ||
+	    BIO_meth_set_ctrl(m, obuf_ctrl) != 1 ||
+	    BIO_meth_set_create(m, obuf_create) != 1 ||
+	    BIO_meth_set_destroy(m, obuf_destroy) != 1) {
+		BIO_meth_free(m);
+		return -1;
+	}
+	obuf_method = m;
+	return 0;
+}
+
+/* Buffer the output of an established connection.  0, or -ENOMEM. */
+int
+tls_buffer_output(SSL *ssl)
+{
+	struct tls_obuf	*o;
+	BIO		*b;
+
+	if (obuf_method == NULL || (o = calloc(1, sizeof(*o))) == NULL)
+		return -ENOMEM;
+	if ((b = BIO_new(obuf_method)) == NULL) {
+		free(o);
+		ERR_clear_error();
+		return -ENOMEM;
+	}
+	BIO_set_data(b, o);
+	SSL_set0_wbio(ssl, b);
+	return 0;
+}
+
+/* Ciphertext waiting to be written. */
+size_t
+tls_output_pending(SSL *ssl)
+{
+	struct tls_obuf	*o = tls_obuf_of(ssl);
+
+	return o != NULL ? o->len - o->off : 0;
+}
+
+/*
+ * Write buffered ciphertext to fd.  Returns the bytes still pending (0:
+ * all written), -EAGAIN when the socket took nothing, or -errno.
+ */
+ssize_t
+tls_flush_output(SSL *ssl, int fd)
+{
+	struct tls_obuf	*o = tls_obuf_of(ssl);
+	ssize_t		 w;
+
+	if (o == NULL)
+		return 0;
+	while (o->off < o->len) {
+		w = write(fd, o->buf + o->off, o->len - o->off);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == EAGAIN ? -EAGAIN : -errno;
+		}
+		o->off += (size_t)w;
+		if (o->off < o->len)
+			return (ssize_t)(o->len - o->off);
+	}
+	o->off = o->len = 0;
+	return 0;
+}
+
 /* RFC 9266 tls-exporter: label "EXPORTER-Channel-Binding", empty context. */
 int
 tls_exporter(SSL *ssl, uint8_t out[TLS_EXPORTER_LEN])
@@ -412,8 +588,12 @@ tls_close(SSL *ssl)
 {
 	if (ssl == NULL)
 		return;
-	if (SSL_is_init_finished(ssl))
+	if (SSL_is_init_finished(ssl)) {
 		SSL_shutdown(ssl);
+		/* The close_notify, if the socket takes it now. */
+		if (tls_output_pending(ssl) > 0)
+			(void)tls_flush_output(ssl, SSL_get_rfd(ssl));
+	}
 	ERR_clear_error();
 	SSL_free(ssl);
 }

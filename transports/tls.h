@@ -37,6 +37,9 @@ SSL	*tls_conn_new(struct tls_creds *, int fd, int server,
 int	 tls_handshake(SSL *, int *ret_want, char *err, size_t errlen);
 ssize_t	 tls_read(SSL *, void *, size_t, int *ret_want);
 ssize_t	 tls_write(SSL *, const void *, size_t, int *ret_want);
+int	 tls_buffer_output(SSL *);
+size_t	 tls_output_pending(SSL *);
+ssize_t	 tls_flush_output(SSL *, int fd);
 int	 tls_exporter(SSL *, uint8_t out[TLS_EXPORTER_LEN]);
 int	 tls_peer_identity(SSL *, char *, size_t);
 int	 tls_key_update(SSL *);

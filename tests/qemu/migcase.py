@@ -1076,6 +1076,10 @@ class Case(FaultMixin):
             tls, extra = Q.secure_relay_config(os.path.join(self.workdir, "pki"), R)
             self.timing("test PKI and SCRAM verifier made", time.monotonic() - t0)
             t0 = time.monotonic()
+        # The destination relay moves channel data on two data threads, the
+        # source on its main thread ("auto" gives none on a 2-CPU machine):
+        # every QEMU case runs both data planes.
+        extra["dst"] = ["--data-threads", "2"] + extra["dst"]
         for k in extra:
             extra[k] = extra[k] + self.m.get("relay_args", [])
         if self.netns is not None:
