@@ -4,7 +4,10 @@
     top_builddir=/tmp/bb python3 bench/b4-memory.py [--seconds 3] [--reps 3]
 
 PSS (/proc/PID/smaps_rollup) summed over the two processes of each pair:
-  baseline  before the run (no session)
+  baseline  before the run (no session); every path first carries one
+            warm-up session (not counted), so that one-time initialisation
+            (shared-library pages touched, OpenSSL's method caches) is in the
+            baseline rather than counted as a session's leftovers
   idle      K sessions of --channels channels, each with --streams connected
             but silent connections (sampled after IDLE/2 of the IDLE seconds)
   load      the same connections writing for --seconds (sampled every 0.1 s:
@@ -40,6 +43,10 @@ class Bench:
     def setup(self):
         self.paths = B.start_paths(self.d)
         self.fresh = {v: self.pss(v) for v in self.paths}
+        for v in self.variants():
+            r = self.run_one(v, 1)
+            B.log("warm-up %-13s fresh %.1f MiB, after one session %.1f MiB", v,
+                  self.fresh[v] / MIB, r["after_kib"] / MIB)
 
     def teardown(self):
         B.stop_paths(self.paths)
@@ -146,7 +153,8 @@ def report(runs, variants, sessions, fresh):
                                 "met" if am <= AFTER_TOLERANCE_MIB else "MISSED"))
         rs = [r for r in B.ok_runs(runs) if r["variant"] == v]
         if rs:
-            lines.append("- %s: PSS at start %.1f MiB; before the %d runs %.1f-%.1f, after them "
+            lines.append("- %s: PSS at start %.1f MiB (before the warm-up session); before the "
+                         "%d runs %.1f-%.1f, after them "
                          "%.1f-%.1f, after the last %.1f (a leak would grow run after run)" % (
                              v, fresh[v] / MIB, len(rs),
                              min(r["baseline_kib"] for r in rs) / MIB,

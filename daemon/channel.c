@@ -375,6 +375,7 @@ channel_secured(struct channel *ch)
 		snprintf(ch->ch_identity, sizeof(ch->ch_identity), "?");
 	log_debug("channel %s: TLS established (%s), peer %s", ch->ch_peer,
 	    SSL_get_cipher_name(ch->ch_ssl), ch->ch_identity);
+	ch->ch_rekey_bytes = g_conf.tls_rekey_bytes;
 	if ((ch->ch_wbuf = malloc(CH_WBUF_SIZE)) == NULL ||
 	    tls_buffer_output(ch->ch_ssl) != 0) {
 		channel_fail(ch, EC_INTERNAL, "out of memory");
@@ -741,7 +742,7 @@ channel_flush_tls(struct channel *ch)
 				return -1;
 			}
 		}
-		if (ch->ch_since_rekey >= g_conf.tls_rekey_bytes) {
+		if (ch->ch_since_rekey >= ch->ch_rekey_bytes) {
 			if (tls_key_update(ch->ch_ssl) == 0)
 				log_debug("channel %s #%u: TLS key update after "
 				    "%llu bytes", ch->ch_peer, ch->ch_index,
@@ -2030,5 +2031,6 @@ channel_reap(void)
 		event_free(ch->ch_hbev);
 		free(ch->ch_rbuf);
 		free(ch);
+		mem_trim_soon();
 	}
 }

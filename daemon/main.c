@@ -289,7 +289,7 @@ main(int argc, char *argv[])
 	 * Frame buffers of up to 256 KiB come and go at link speed.  Keep
 	 * them on the heap and do not give the heap top back to the kernel
 	 * after every frame (each round trip costs brk() and 64 page faults);
-	 * session_summary() trims once a session ends.
+	 * mem_trim_soon() trims once a session's buffers are gone.
 	 */
 	mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024);
 	mallopt(M_TRIM_THRESHOLD, 128 * 1024 * 1024);
@@ -353,6 +353,7 @@ main(int argc, char *argv[])
 	while (!TAILQ_EMPTY(&g_sessions))
 		session_free(TAILQ_FIRST(&g_sessions));
 	channel_reap();
+	mem_trim_fini();
 	worker_stop_all();
 	if (drain_ev != NULL)
 		event_free(drain_ev);

@@ -195,6 +195,7 @@ struct channel {
 	int			 ch_rerr;	/* TLS: end (1) or -errno held back */
 	int			 ch_write_wants_read;
 	uint64_t		 ch_since_rekey;
+	uint64_t		 ch_rekey_bytes; /* g_conf's, copied: workers read it */
 	/* Authentication (channel 0 only). */
 	struct scram_server	*ch_scram_srv;
 	struct scram_client	*ch_scram_cli;
@@ -469,6 +470,8 @@ struct frame	*frame_new(uint8_t type, uint8_t flags, uint32_t stream,
 void		 frame_seal(struct frame *);
 void		 frame_free(struct frame *);
 void		 frameq_free(struct frameq *);
+void		 mem_trim_soon(void);
+void		 mem_trim_fini(void);
 
 /* listener.c */
 int		 listener_open_all(void);

@@ -12,7 +12,6 @@
  * Sessions stay in the table, in their final state, until session-remove.
  */
 #include <errno.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,6 +171,7 @@ session_free(struct session *se)
 	event_free(se->se_progev);
 	link_fini_session(se);
 	free(se);
+	mem_trim_soon();
 }
 
 static void
@@ -343,7 +343,7 @@ session_summary(struct session *se)
 	    (unsigned long long)se->se_link_recv,
 	    se->se_errdesc[0] ? ": " : "", se->se_errdesc);
 	/* Give buffer memory of the finished session back to the system. */
-	malloc_trim(0);
+	mem_trim_soon();
 }
 
 /*

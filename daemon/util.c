@@ -1,8 +1,9 @@
 /*
  * util.c - small helpers: monotonic time, randomness, constant-time
- * comparison and frame buffers.
+ * comparison, frame buffers and giving freed heap memory back.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -139,4 +140,40 @@ frameq_free(struct frameq *q)
 		f->f_queued = 0;
 		frame_free(f);
 	}
+}
+
+/*
+ * Freed frame buffers stay on the heap (main.c raises the trim threshold so
+ * that bulk traffic does not brk() up and down).  When a session ends, its
+ * buffers are freed over the next moments (channels drain and are reaped,
+ * the record is removed later still), so the heap is trimmed once, a short
+ * while after the last of such releases.
+ */
+static struct event	*trim_ev;
+
+static void
+mem_trim_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	malloc_trim(0);
+}
+
+void
+mem_trim_soon(void)
+{
+	struct timeval	 tv = { 0, 250000 };
+
+	if (g_base == NULL || (trim_ev == NULL &&
+	    (trim_ev = evtimer_new(g_base, mem_trim_cb, NULL)) == NULL)) {
+		malloc_trim(0);
+		return;
+	}
+	evtimer_add(trim_ev, &tv);	/* a later release postpones it */
+}
+
+void
+mem_trim_fini(void)
+{
+	if (trim_ev != NULL)
+		event_free(trim_ev);
+	trim_ev = NULL;
 }
