@@ -62,7 +62,8 @@ static void		 channel_hb_cb(evutil_socket_t, short, void *);
 static int		 feature_is_supported(const char *);
 static void		 channel_greeting_auth(struct hs_msg *);
 static void		 channel_secured(struct channel *);
-static ssize_t		 channel_recv(struct channel *, struct iovec *, int);
+static ssize_t		 channel_recv(struct channel *, struct iovec *, int,
+			    int *);
 static void		 channel_recount(struct channel *);
 
 static const char *const ch_state_names[_CH_STATE_MAX] = {
@@ -885,18 +886,27 @@ channel_timer_cb(evutil_socket_t fd, short ev, void *arg)
 
 /*
  * Read into the vectors: readv, or SSL_read into each vector in turn.
- * Returns a byte count, 0 on EOF, or -errno (-EAGAIN: nothing now).
+ * Returns a byte count, 0 on EOF, or -errno (-EAGAIN: nothing now).  With
+ * bytes, *drained says whether the socket had no more just now (a short
+ * readv, or OpenSSL wanting to read), so the caller need not ask again
+ * only to hear EAGAIN: the level-triggered event comes back if more came.
  */
 static ssize_t
-channel_recv(struct channel *ch, struct iovec *iov, int cnt)
+channel_recv(struct channel *ch, struct iovec *iov, int cnt, int *drained)
 {
 	ssize_t	 n, total = 0;
-	size_t	 off;
+	size_t	 off, room = 0;
 	int	 i, want = 0;
 
+	*drained = 0;
 	if (ch->ch_ssl == NULL) {
 		n = readv(ch->ch_fd, iov, cnt);
-		return n < 0 ? -errno : n;
+		if (n < 0)
+			return -errno;
+		for (i = 0; i < cnt; i++)
+			room += iov[i].iov_len;
+		*drained = (size_t)n < room;
+		return n;
 	}
 	/* An end or error seen behind data last time: report it now. */
 	if (ch->ch_rerr != 0 && ch->ch_rerr != -EAGAIN)
@@ -905,6 +915,16 @@ channel_recv(struct channel *ch, struct iovec *iov, int cnt)
 		for (off = 0; off < iov[i].iov_len; off += (size_t)n) {
 			n = tls_read(ch->ch_ssl, (uint8_t *)iov[i].iov_base +
 			    off, iov[i].iov_len - off, &want);
+			/*
+			 * OpenSSL reads ahead what the socket has (up to its
+			 * buffer): a short record and nothing buffered behind
+			 * it mean the socket was empty.
+			 */
+			if (n > 0 && (size_t)n < iov[i].iov_len - off &&
+			    !SSL_has_pending(ch->ch_ssl)) {
+				*drained = 1;
+				return total + (ssize_t)off + n;
+			}
 			if (n > 0)
 				continue;
 			if (total > 0 || off > 0) {
@@ -914,6 +934,9 @@ channel_recv(struct channel *ch, struct iovec *iov, int cnt)
 				 */
 				if (n != -EAGAIN)
 					ch->ch_rerr = n == 0 ? 1 : (int)n;
+				else if (want == TLS_WANT_READ &&
+				    !SSL_has_pending(ch->ch_ssl))
+					*drained = 1;
 				return total + (ssize_t)off;
 			}
 			if (n == -EAGAIN && want == TLS_WANT_WRITE) {
@@ -935,13 +958,13 @@ channel_read_cb(evutil_socket_t fd, short ev, void *arg)
 	size_t		 budget = 0, need;
 	ssize_t		 n;
 	struct frame	*f;
-	int		 cnt;
+	int		 cnt, drained = 0;
 
 	if (ch->ch_state == CH_TLS) {
 		channel_tls_step(ch);
 		return;
 	}
-	while (!channel_gone(ch) && budget < CALLBACK_BUDGET) {
+	while (!drained && !channel_gone(ch) && budget < CALLBACK_BUDGET) {
 		if ((f = ch->ch_rframe) != NULL) {
 			need = f->f_len - f->f_off;
 			iov[0].iov_base = f->f_data + f->f_off;
@@ -962,7 +985,7 @@ channel_read_cb(evutil_socket_t fd, short ev, void *arg)
 			iov[0].iov_len = ch->ch_rbuf_size - ch->ch_rlen;
 			cnt = 1;
 		}
-		n = channel_recv(ch, iov, cnt);
+		n = channel_recv(ch, iov, cnt, &drained);
 		if (n == -EINTR)
 			continue;
 		if (n == -EAGAIN)

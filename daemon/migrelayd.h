@@ -51,6 +51,7 @@
 #define DRAIN_STOP_MS		60000	/* SIGTERM: running migrations may finish */
 #define DRAIN_TIMEOUT_MS	2000	/* flushing ABORT/CLOSE before close */
 #define STREAM_WINDOW		(4u * 1024 * 1024)	/* bytes in flight per stream direction */
+#define ACK_DELAY_MS		2	/* small deliveries: ACK within this */
 #define STREAM_MIN_WINDOW	(512u * 1024)	/* always allowed, whatever the link cap */
 #define LINK_INFLIGHT_CAP	(32u * 1024 * 1024)	/* bytes in flight per link direction */
 #define READ_CHUNK		(256u * 1024)	/* largest DATA frame we build */
@@ -326,7 +327,7 @@ struct session {
 	/* A control client waiting for session-outgoing's answer. */
 	struct ctl_client	*se_waiter;
 	json_object		*se_waiter_id;
-	struct event		*se_ackev;	/* deferred ACK flush */
+	struct event		*se_ackev;	/* delayed ACK timer */
 	struct event		*se_timer;	/* connect/handshake deadline */
 	struct event		*se_progev;	/* progress check, once a second */
 	int			 se_heartbeat;	/* peer sends heartbeats */

@@ -114,7 +114,7 @@ session_new(const char *id, enum se_role role)
 	se->se_next_stream = 1;
 	TAILQ_INIT(&se->se_streams);
 	mono_now(&se->se_start);
-	se->se_ackev = event_new(g_base, -1, 0, session_ack_cb, se);
+	se->se_ackev = evtimer_new(g_base, session_ack_cb, se);
 	se->se_timer = evtimer_new(g_base, session_timer_cb, se);
 	se->se_progev = event_new(g_base, -1, EV_PERSIST, session_progress_cb,
 	    se);

@@ -240,8 +240,14 @@ stream_read_cb(evutil_socket_t fd, short ev, void *arg)
 	size_t		 want, budget = 0;
 	uint64_t	 inflight;
 	ssize_t		 n;
+	int		 drained = 0;
 
-	while (budget < CALLBACK_BUDGET && stream_can_read(st)) {
+	/*
+	 * A short read means the socket was empty just then: stop there
+	 * rather than ask again only to hear EAGAIN (the level-triggered
+	 * event comes back if more arrived).
+	 */
+	while (!drained && budget < CALLBACK_BUDGET && stream_can_read(st)) {
 		inflight = st->st_out_bytes - st->st_out_acked;
 		want = se->se_peer_window - inflight;
 		if (want > READ_CHUNK)
@@ -279,6 +285,7 @@ stream_read_cb(evutil_socket_t fd, short ev, void *arg)
 			break;
 		}
 		budget += (size_t)n;
+		drained = (size_t)n < want;
 		stream_watch(st, 1, f->f_data, (size_t)n);
 		if ((size_t)n < want && want - (size_t)n >= 64 * 1024) {
 			g = realloc(f, sizeof(*f) + (size_t)n);
@@ -367,11 +374,22 @@ stream_deliver(struct stream *st)
 		stream_check_done(st);
 		return;
 	}
+	/*
+	 * Bulk data is acknowledged every quarter window.  Below that the
+	 * ACK waits up to ACK_DELAY_MS and covers whatever was delivered by
+	 * then: small messages (the return path) do not each cost the peer
+	 * relay a wake-up for an ACK frame.
+	 */
 	if (st->st_in_delivered - st->st_in_acked >= STREAM_WINDOW / 4) {
 		stream_send_ack(st);
 	} else if (st->st_in_delivered != st->st_in_acked) {
 		st->st_ack_pending = 1;
-		event_active(se->se_ackev, 0, 0);
+		if (!evtimer_pending(se->se_ackev, NULL)) {
+			struct timeval	tv;
+
+			ms_to_tv(ACK_DELAY_MS, &tv);
+			evtimer_add(se->se_ackev, &tv);
+		}
 	}
 }
 
@@ -395,7 +413,7 @@ stream_send_ack(struct stream *st)
 		link_send_ctrl(st->st_se, f);
 }
 
-/* Deferred ACKs: one per stream per event-loop pass at most. */
+/* Delayed ACKs: the timer fired. */
 void
 stream_flush_acks(struct session *se)
 {
