@@ -15,6 +15,7 @@
  * what is queued (an ABORT or CLOSE) for up to DRAIN_TIMEOUT_MS.
  */
 #include <errno.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -276,22 +277,68 @@ channel_greet(struct channel *ch)
 	channel_send_hs(ch, FRAME_GREETING, &m);
 }
 
+static void
+channel_peer_found(int r, struct addrinfo *res, int gai, void *arg)
+{
+	struct session	*se = arg;
+
+	se->se_lookup = NULL;
+	if (r == -SOCK_ENORESOLVE && (gai == EAI_NONAME || gai == EAI_NODATA)) {
+		session_fail(se, SE_FAILED, EC_UNREACHABLE, "cannot connect to "
+		    "peer relay %s: host name does not resolve (%s)",
+		    se->se_peer, resolve_strerror(r, gai));
+		return;
+	}
+	if (r != 0) {
+		session_fail(se, SE_FAILED, EC_UNREACHABLE, "cannot look up "
+		    "peer relay %s: %s", se->se_peer, resolve_strerror(r, gai));
+		return;
+	}
+	se->se_addrs = res;
+	if ((r = channel_connect(se, 0)) != 0)
+		session_fail(se, SE_FAILED, EC_UNREACHABLE, "cannot connect to "
+		    "peer relay %s: %s", se->se_peer, sock_strerror(-r));
+}
+
 /*
- * Open channel number index of se's link towards se->se_peer.  Returns 0
- * (connect under way or done) or -errno; the caller fails the session.
+ * Source: look up se->se_peer (off the event loop when it is a name, see
+ * resolve.c), then open channel 0.  The addresses are kept: the other
+ * channels and every re-dial go to the same host, which holds the
+ * session's other end.  Returns 0 (under way) or -errno.
  */
 int
-channel_connect(struct session *se, unsigned int index)
+channel_connect_first(struct session *se)
 {
-	struct channel	*ch;
 	char		 host[256], port[16];
 	const char	*errstr;
-	int		 fd = -1, r;
 
 	if (hostport_parse(se->se_peer, host, sizeof(host), port,
 	    sizeof(port), &errstr) != 0)
 		return -EINVAL;
-	r = sock_connect_tcp(host, port, &fd);
+	se->se_lookup = resolve_start(host, port, channel_peer_found, se);
+	return se->se_lookup != NULL ? 0 : -errno;
+}
+
+/*
+ * Open channel number index of se's link towards se->se_peer, at the
+ * addresses channel_connect_first() found.  Returns 0 (connect under way
+ * or done) or -errno; the caller fails the session.
+ */
+int
+channel_connect(struct session *se, unsigned int index)
+{
+	struct channel		*ch;
+	const struct addrinfo	*ai = NULL;
+	char			 host[256], port[16];
+	const char		*errstr;
+	int			 fd = -1, r;
+
+	if (se->se_addrs == NULL || hostport_parse(se->se_peer, host,
+	    sizeof(host), port, sizeof(port), &errstr) != 0)
+		return -EINVAL;
+	/* Start at the address a channel of this link reached, if any. */
+	r = sock_connect_ai(se->se_addr_ok != NULL ? se->se_addr_ok :
+	    se->se_addrs, &fd, &ai);
 	if (r != 0 && r != -EINPROGRESS)
 		return r;
 	if ((ch = channel_new(fd, 0)) == NULL) {
@@ -301,6 +348,7 @@ channel_connect(struct session *se, unsigned int index)
 	snprintf(ch->ch_peer, sizeof(ch->ch_peer), "%s", se->se_peer);
 	snprintf(ch->ch_host, sizeof(ch->ch_host), "%s", host);
 	ch->ch_se = se;
+	ch->ch_ai = ai;
 	ch->ch_index = index;
 	ch->ch_rejoin = se->se_link_was_up;
 	se->se_ch[index] = ch;
@@ -327,6 +375,8 @@ channel_connected(struct channel *ch)
 
 	log_debug("session %s: channel #%u connected to %s", ch->ch_se->se_id,
 	    ch->ch_index, ch->ch_peer);
+	if (ch->ch_ai != NULL)
+		ch->ch_se->se_addr_ok = ch->ch_ai;
 	event_add(ch->ch_rev, NULL);
 	if (g_tls == NULL) {
 		channel_set_state(ch, CH_HANDSHAKE);
@@ -830,6 +880,44 @@ channel_flush(struct channel *ch)
 	return 0;
 }
 
+/*
+ * The connection to ch->ch_ai failed: go on with the peer's next address
+ * (a name with an IPv6 and an IPv4 address, a peer listening on one of
+ * them).  Returns 0 when a new attempt is under way or done, else -1.
+ */
+static int
+channel_connect_next(struct channel *ch, int err)
+{
+	const struct addrinfo	*ai = NULL;
+	char			 addr[128];
+	int			 fd = -1, r;
+
+	if (ch->ch_se == NULL || ch->ch_ai == NULL ||
+	    ch->ch_ai->ai_next == NULL)
+		return -1;
+	if (sock_addr_format(ch->ch_ai->ai_addr, ch->ch_ai->ai_addrlen, addr,
+	    sizeof(addr)) != 0)
+		snprintf(addr, sizeof(addr), "?");
+	r = sock_connect_ai(ch->ch_ai->ai_next, &fd, &ai);
+	if (r != 0 && r != -EINPROGRESS)
+		return -1;
+	log_debug("session %s: channel #%u: %s at %s, trying the next address",
+	    ch->ch_se->se_id, ch->ch_index, strerror(-err), addr);
+	close(ch->ch_fd);
+	ch->ch_fd = fd;
+	ch->ch_ai = ai;
+	event_assign(ch->ch_rev, g_base, fd, EV_READ | EV_PERSIST,
+	    channel_read_cb, ch);
+	event_assign(ch->ch_wev, g_base, fd, EV_WRITE | EV_PERSIST,
+	    channel_write_cb, ch);
+	sock_tune_link(fd, g_conf.link_timeout_ms);
+	if (r == 0)
+		channel_connected(ch);
+	else
+		event_add(ch->ch_wev, NULL);
+	return 0;
+}
+
 static void
 channel_write_cb(evutil_socket_t fd, short ev, void *arg)
 {
@@ -838,7 +926,10 @@ channel_write_cb(evutil_socket_t fd, short ev, void *arg)
 
 	if (ch->ch_state == CH_CONNECTING) {
 		event_del(ch->ch_wev);
-		if ((r = sock_connect_result(fd)) != 0) {
+		if ((r = sock_connect_result(fd)) != 0 &&
+		    channel_connect_next(ch, r) == 0)
+			return;
+		if (r != 0) {
 			char	 msg[512];
 
 			snprintf(msg, sizeof(msg), "cannot connect to peer "

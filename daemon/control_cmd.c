@@ -230,6 +230,13 @@ ctl_cmd_session_incoming(struct ctl_client *c, json_object *args,
 	if (r == 0)
 		snprintf(se->se_peer_identity, sizeof(se->se_peer_identity),
 		    "%s", ident);
+	if ((r = stream_qemu_lookup(se)) != 0) {
+		session_fail(se, SE_FAILED, EC_INTERNAL, "cannot look up %s: "
+		    "%s", se->se_endpoint, strerror(-r));
+		ctl_error(c, id, EC_INTERNAL, "session-incoming: cannot look "
+		    "up %s: %s", se->se_endpoint, strerror(-r));
+		return;
+	}
 	log_info("session %s: waiting for the source relay (destination QEMU "
 	    "at %s)", sid, se->se_endpoint);
 	control_reply(c, ctl_reply_new(session_to_json(se), id));
@@ -289,7 +296,7 @@ ctl_cmd_session_outgoing(struct ctl_client *c, json_object *args,
 	se->se_waiter_id = id != NULL ? json_object_get(id) : NULL;
 	log_info("session %s: connecting to peer relay %s (%u channel%s)",
 	    sid, peer, se->se_nchannels, se->se_nchannels == 1 ? "" : "s");
-	r = channel_connect(se, 0);
+	r = channel_connect_first(se);
 	if (r != 0)
 		session_fail(se, SE_FAILED, EC_UNREACHABLE, "cannot connect to "
 		    "peer relay %s: %s", peer, sock_strerror(-r));

@@ -190,6 +190,7 @@ struct channel {
 	/* TLS (NULL in plaintext mode). */
 	SSL			*ch_ssl;
 	char			 ch_host[256];	/* dialled host, for SAN checks */
+	const struct addrinfo	*ch_ai;		/* connecting: address tried */
 	char			 ch_identity[256]; /* peer certificate subject */
 	uint8_t			*ch_wbuf;	/* small pieces staged for SSL_write */
 	int			 ch_read_wants_write;
@@ -286,6 +287,11 @@ struct session {
 	enum se_role		 se_role;
 	enum se_state		 se_state;
 	char			 se_peer[300];
+	struct resolve		*se_lookup;	/* peer or QEMU host lookup */
+	struct addrinfo		*se_addrs;	/* source: the peer relay's
+						   addresses; destination:
+						   the QEMU URI's (TCP) */
+	const struct addrinfo	*se_addr_ok;	/* source: the one that took */
 	char			 se_endpoint[300];	/* the URI, canonical */
 	struct mig_uri		 se_uri;
 	char			 se_peer_identity[128];
@@ -479,8 +485,18 @@ int		 listener_open_all(void);
 json_object	*listener_addresses(void);
 void		 listener_close_all(void);
 
+/* resolve.c */
+struct resolve;
+struct addrinfo;
+typedef void	 (*resolve_cb)(int r, struct addrinfo *res, int gai, void *arg);
+struct resolve	*resolve_start(const char *host, const char *port, resolve_cb,
+		    void *arg);
+void		 resolve_cancel(struct resolve *);
+const char	*resolve_strerror(int r, int gai);
+
 /* channel.c */
 struct channel	*channel_accept(int fd, const char *peer);
+int		 channel_connect_first(struct session *);
 int		 channel_connect(struct session *, unsigned int index);
 void		 channel_close(struct channel *, const char *reason);
 void		 channel_drain_close(struct channel *, int linger);
@@ -539,6 +555,7 @@ int		 stream_on_ack(struct stream *, uint64_t bytes, int fin);
 void		 stream_check_done(struct stream *);
 void		 stream_flush_acks(struct session *);
 void		 stream_connect_next(struct session *);
+int		 stream_qemu_lookup(struct session *);
 int		 stream_qemu_listen(struct session *, const char **errstr);
 void		 stream_close_fd(struct stream *);
 const char	*stream_qemu_verdict(const struct stream *);

@@ -12,6 +12,7 @@
  * Sessions stay in the table, in their final state, until session-remove.
  */
 #include <errno.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,6 +167,9 @@ session_free(struct session *se)
 		close(se->se_lfd);
 	if (se->se_waiter_id != NULL)
 		json_object_put(se->se_waiter_id);
+	resolve_cancel(se->se_lookup);
+	if (se->se_addrs != NULL)
+		freeaddrinfo(se->se_addrs);
 	event_free(se->se_ackev);
 	event_free(se->se_timer);
 	event_free(se->se_progev);
@@ -370,6 +374,8 @@ session_fail(struct session *se, enum se_state final, const char *class,
 	evtimer_del(se->se_timer);
 	event_del(se->se_progev);
 	evtimer_del(se->se_resumeev);
+	resolve_cancel(se->se_lookup);
+	se->se_lookup = NULL;
 	link_send_abort(se, class, final == SE_CANCELLED ?
 	    "session cancelled on the peer relay" : se->se_errdesc);
 	session_close_qemu(se);

@@ -456,6 +456,36 @@ stream_write_cb(evutil_socket_t fd, short ev, void *arg)
 	stream_deliver(st);
 }
 
+static void
+stream_qemu_found(int r, struct addrinfo *res, int gai, void *arg)
+{
+	struct session	*se = arg;
+
+	se->se_lookup = NULL;
+	if (r != 0) {
+		session_fail(se, SE_FAILED, EC_INVALID, "cannot look up the "
+		    "destination QEMU at %s: %s", se->se_endpoint,
+		    resolve_strerror(r, gai));
+		return;
+	}
+	se->se_addrs = res;
+	stream_connect_next(se);
+}
+
+/*
+ * Destination: look up the host of a TCP QEMU URI once, off the event
+ * loop (resolve.c); streams wait for the answer.  Returns 0 or -errno.
+ */
+int
+stream_qemu_lookup(struct session *se)
+{
+	if (se->se_uri.kind != URI_TCP)
+		return 0;
+	se->se_lookup = resolve_start(se->se_uri.host, se->se_uri.port,
+	    stream_qemu_found, se);
+	return se->se_lookup != NULL ? 0 : -errno;
+}
+
 /* Destination: connect the next streams to QEMU, in order. */
 void
 stream_connect_next(struct session *se)
@@ -463,6 +493,8 @@ stream_connect_next(struct session *se)
 	struct stream	*st;
 	int		 fd = -1, r;
 
+	if (se->se_uri.kind == URI_TCP && se->se_addrs == NULL)
+		return;		/* the lookup is under way */
 	while (!session_is_final(se)) {
 		st = stream_find(se, se->se_next_stream);
 		if (st == NULL || !st->st_announced)
@@ -476,7 +508,10 @@ stream_connect_next(struct session *se)
 		if (!st->st_open_now && TAILQ_EMPTY(&st->st_inq) &&
 		    !st->st_in_fin)
 			return;
-		r = sock_connect_uri(&se->se_uri, &fd);
+		if (se->se_uri.kind == URI_TCP)
+			r = sock_connect_ai(se->se_addrs, &fd, NULL);
+		else
+			r = sock_connect_uri(&se->se_uri, &fd);
 		if (r != 0 && r != -EINPROGRESS) {
 			session_fail(se, SE_FAILED, EC_GENERIC, "cannot connect "
 			    "to the destination QEMU at %s: %s",

@@ -117,8 +117,8 @@ sock_listen_uri(const struct mig_uri *u, int backlog)
 int
 sock_connect_tcp(const char *host, const char *port, int *ret_fd)
 {
-	struct addrinfo	 hints, *res, *ai;
-	int		 fd, r;
+	struct addrinfo	 hints, *res;
+	int		 r;
 
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
@@ -126,7 +126,24 @@ sock_connect_tcp(const char *host, const char *port, int *ret_fd)
 	hints.ai_flags = AI_NUMERICSERV;
 	if ((r = getaddrinfo(host, port, &hints, &res)) != 0)
 		return r == EAI_SYSTEM ? -errno : -SOCK_ENORESOLVE;
-	r = -EHOSTUNREACH;
+	r = sock_connect_ai(res, ret_fd, NULL);
+	freeaddrinfo(res);
+	return r;
+}
+
+/*
+ * sock_connect_tcp() for addresses already looked up: the first address
+ * whose connect does not fail at once; *used (if not NULL) is set to it,
+ * so that the caller can go on with the next one when the connection is
+ * refused later.
+ */
+int
+sock_connect_ai(const struct addrinfo *res, int *ret_fd,
+    const struct addrinfo **used)
+{
+	const struct addrinfo	*ai;
+	int			 fd, r = -EHOSTUNREACH;
+
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
 		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC |
 		    SOCK_NONBLOCK, 0);
@@ -144,9 +161,10 @@ sock_connect_tcp(const char *host, const char *port, int *ret_fd)
 			continue;
 		}
 		*ret_fd = fd;
+		if (used != NULL)
+			*used = ai;
 		break;
 	}
-	freeaddrinfo(res);
 	return r;
 }
 

@@ -25,6 +25,9 @@ int	 sock_listen_uri(const struct mig_uri *, int backlog);
 int	 sock_listen_tcp(const char *host, const char *port, int backlog);
 int	 sock_connect_uri(const struct mig_uri *, int *ret_fd);
 int	 sock_connect_tcp(const char *host, const char *port, int *ret_fd);
+struct addrinfo;
+int	 sock_connect_ai(const struct addrinfo *, int *ret_fd,
+	    const struct addrinfo **used);
 int	 sock_connect_result(int fd);
 int	 sock_accept(int lfd);
 void	 sock_tune_link(int fd, unsigned int timeout_ms);
