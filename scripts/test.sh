@@ -11,7 +11,7 @@ top=$(pwd)
 
 pkgs="autoconf automake libtool pkg-config make gcc libc6-dev binutils
 libevent-dev libjson-c-dev libsystemd-dev libssl-dev check mandoc qemu-system-x86
-openssl clang libclang-rt-14-dev
+openssl clang libclang-rt-14-dev nftables
 python3"
 missing=""
 for p in $pkgs; do
