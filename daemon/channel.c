@@ -352,6 +352,7 @@ channel_connect(struct session *se, unsigned int index)
 	ch->ch_index = index;
 	ch->ch_rejoin = se->se_link_was_up;
 	se->se_ch[index] = ch;
+	se->se_ch_seen |= UINT64_C(1) << index;
 	sock_tune_link(fd, g_conf.link_timeout_ms);
 	ch->ch_state = CH_CONNECTING;
 	if (ch->ch_rejoin) {
@@ -906,10 +907,8 @@ channel_connect_next(struct channel *ch, int err)
 	close(ch->ch_fd);
 	ch->ch_fd = fd;
 	ch->ch_ai = ai;
-	event_assign(ch->ch_rev, g_base, fd, EV_READ | EV_PERSIST,
-	    channel_read_cb, ch);
-	event_assign(ch->ch_wev, g_base, fd, EV_WRITE | EV_PERSIST,
-	    channel_write_cb, ch);
+	event_move_fd(ch->ch_rev, fd);
+	event_move_fd(ch->ch_wev, fd);
 	sock_tune_link(fd, g_conf.link_timeout_ms);
 	if (r == 0)
 		channel_connected(ch);
@@ -1324,6 +1323,7 @@ channel_bind(struct channel *ch, struct session *se, unsigned int index)
 	ch->ch_se = se;
 	ch->ch_index = index;
 	se->se_ch[index] = ch;
+	se->se_ch_seen |= UINT64_C(1) << index;
 	se->se_channels_up++;
 	evtimer_del(ch->ch_timer);
 	channel_set_state(ch, CH_UP);
@@ -2004,6 +2004,8 @@ channel_close(struct channel *ch, const char *reason)
 	} else if (ch->ch_index < PROTO_MAX_CHANNELS &&
 	    se->se_ch[ch->ch_index] == ch) {
 		se->se_ch[ch->ch_index] = NULL;
+		se->se_ch_sent[ch->ch_index] += ch->ch_bytes_sent;
+		se->se_ch_recv[ch->ch_index] += ch->ch_bytes_recv;
 	}
 	log_debug("channel %s #%u closed (sent %llu, received %llu bytes)%s%s",
 	    ch->ch_peer, ch->ch_index, (unsigned long long)ch->ch_bytes_sent,

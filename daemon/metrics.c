@@ -76,7 +76,7 @@ metrics_cb(struct evhttp_request *req, void *arg)
 {
 	struct evbuffer	*b;
 	struct session	*se;
-	struct channel	*ch;
+	uint64_t	 sent, recv;
 	unsigned int	 i, counts[_SE_STATE_MAX] = { 0 };
 	uint64_t	 ms;
 	const char	*role;
@@ -157,18 +157,18 @@ metrics_cb(struct evhttp_request *req, void *arg)
 		    "session=\"%s\"} %llu\n", se->se_id,
 		    (unsigned long long)se->se_reconnects);
 	metric(b, "migrelay_channel_bytes_total", "counter",
-	    "Bytes on each relay channel of live sessions, by direction.");
+	    "Bytes on each relay channel index of the sessions in the table, "
+	    "by direction (re-established channels included).");
 	TAILQ_FOREACH(se, &g_sessions, se_entry) {
 		for (i = 0; i < PROTO_MAX_CHANNELS; i++) {
-			if ((ch = se->se_ch[i]) == NULL)
+			if (!session_channel_bytes(se, i, &sent, &recv))
 				continue;
 			evbuffer_add_printf(b, "migrelay_channel_bytes_total{"
 			    "session=\"%s\",channel=\"%u\",direction=\"sent\"} "
 			    "%llu\nmigrelay_channel_bytes_total{session="
 			    "\"%s\",channel=\"%u\",direction=\"received\"} "
-			    "%llu\n", se->se_id, i,
-			    (unsigned long long)ch->ch_bytes_sent, se->se_id,
-			    i, (unsigned long long)ch->ch_bytes_recv);
+			    "%llu\n", se->se_id, i, (unsigned long long)sent,
+			    se->se_id, i, (unsigned long long)recv);
 		}
 	}
 	evhttp_add_header(evhttp_request_get_output_headers(req),

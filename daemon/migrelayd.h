@@ -246,6 +246,7 @@ struct stream {
 	uint32_t		 st_id;
 	enum st_state		 st_state;
 	int			 st_fd;
+	const struct addrinfo	*st_ai;		/* connecting: address tried */
 	int			 st_announced;	/* destination: OPEN seen */
 	int			 st_open_now;	/* destination: connect w/o data */
 	int			 st_opened;	/* source: OPEN sent */
@@ -291,7 +292,8 @@ struct session {
 	struct addrinfo		*se_addrs;	/* source: the peer relay's
 						   addresses; destination:
 						   the QEMU URI's (TCP) */
-	const struct addrinfo	*se_addr_ok;	/* source: the one that took */
+	const struct addrinfo	*se_addr_ok;	/* of se_addrs, the one that
+						   took (then tried first) */
 	char			 se_endpoint[300];	/* the URI, canonical */
 	struct mig_uri		 se_uri;
 	char			 se_peer_identity[128];
@@ -347,6 +349,10 @@ struct session {
 	char			 se_lost_reason[512];
 	uint64_t		 se_reconnects;
 	uint32_t		 se_ch_reconnects[PROTO_MAX_CHANNELS];
+	/* Per channel index: ever used, and bytes of its closed channels. */
+	uint64_t		 se_ch_seen;
+	uint64_t		 se_ch_sent[PROTO_MAX_CHANNELS];
+	uint64_t		 se_ch_recv[PROTO_MAX_CHANNELS];
 	struct event		*se_resumeev;	/* re-dial and grace timer */
 	struct event		*se_replayev;	/* deferred replay */
 	uint64_t		 se_progress;	/* bytes moved, last check */
@@ -470,6 +476,7 @@ void		 log_ctx(int lvl, const char *session, const char *peer,
 void		 mono_now(struct timespec *);
 uint64_t	 mono_ms_since(const struct timespec *);
 void		 ms_to_tv(unsigned int ms, struct timeval *);
+void		 event_move_fd(struct event *, int fd);
 int		 random_bytes(void *, size_t);
 int		 ct_memeq(const void *, const void *, size_t);
 struct frame	*frame_new(uint8_t type, uint8_t flags, uint32_t stream,
@@ -575,6 +582,8 @@ void		 session_link_up(struct session *);
 void		 session_check_complete(struct session *);
 int		 session_is_final(const struct session *);
 uint64_t	 session_duration_ms(const struct session *);
+int		 session_channel_bytes(const struct session *, unsigned int,
+		    uint64_t *sent, uint64_t *recv);
 const char	*session_state_name(enum se_state);
 json_object	*session_to_json(const struct session *);
 void		 session_kick_reads(struct session *);

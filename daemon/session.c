@@ -503,6 +503,25 @@ session_fail_all(const char *why)
 		session_fail(se, SE_FAILED, EC_GENERIC, "%s", why);
 }
 
+/*
+ * Bytes of channel index i of se's link over the session's life: its
+ * closed channels (re-established ones, and all once the session ended)
+ * plus the current one.  Returns 0 when the link never had that channel.
+ */
+int
+session_channel_bytes(const struct session *se, unsigned int i,
+    uint64_t *sent, uint64_t *recv)
+{
+	const struct channel	*ch;
+
+	if (i >= PROTO_MAX_CHANNELS || !(se->se_ch_seen & UINT64_C(1) << i))
+		return 0;
+	ch = se->se_ch[i];
+	*sent = se->se_ch_sent[i] + (ch != NULL ? ch->ch_bytes_sent : 0);
+	*recv = se->se_ch_recv[i] + (ch != NULL ? ch->ch_bytes_recv : 0);
+	return 1;
+}
+
 /* Milliseconds from creation to the final state (or to now). */
 uint64_t
 session_duration_ms(const struct session *se)
@@ -570,15 +589,18 @@ session_to_json(const struct session *se)
 	for (i = 0; i < PROTO_MAX_CHANNELS; i++) {
 		const struct channel *ch = se->se_ch[i];
 		json_object *c;
+		uint64_t sent, recv;
 
-		if (ch == NULL)
+		if (!session_channel_bytes(se, i, &sent, &recv))
 			continue;
 		c = json_object_new_object();
 		json_object_object_add(c, "index", json_object_new_int((int)i));
+		json_object_object_add(c, "up", json_object_new_boolean(
+		    ch != NULL && ch->ch_state == CH_UP));
 		json_object_object_add(c, "sent",
-		    json_object_new_int64((int64_t)ch->ch_bytes_sent));
+		    json_object_new_int64((int64_t)sent));
 		json_object_object_add(c, "received",
-		    json_object_new_int64((int64_t)ch->ch_bytes_recv));
+		    json_object_new_int64((int64_t)recv));
 		json_object_object_add(c, "reconnects",
 		    json_object_new_int64((int64_t)se->se_ch_reconnects[i]));
 		json_object_array_add(cs, c);

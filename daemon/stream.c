@@ -426,6 +426,36 @@ stream_flush_acks(struct session *se)
 			stream_send_ack(st);
 }
 
+/*
+ * Destination: the connection to st->st_ai was refused; go on with the
+ * QEMU host's next address.  Returns 0 (connected), -EINPROGRESS, or -1
+ * when there is none left.
+ */
+static int
+stream_connect_again(struct stream *st, int err)
+{
+	const struct addrinfo	*ai = NULL;
+	int			 fd = -1, r;
+
+	if (st->st_ai == NULL || st->st_ai->ai_next == NULL)
+		return -1;
+	r = sock_connect_ai(st->st_ai->ai_next, &fd, &ai);
+	if (r != 0 && r != -EINPROGRESS)
+		return -1;
+	log_debug("session %s: stream %u: %s, trying the next address of %s",
+	    st->st_se->se_id, st->st_id, strerror(-err),
+	    st->st_se->se_endpoint);
+	close(st->st_fd);
+	st->st_fd = fd;
+	st->st_ai = ai;
+	event_move_fd(st->st_rev, fd);
+	event_move_fd(st->st_wev, fd);
+	sock_tune_qemu(fd);
+	if (r == -EINPROGRESS)
+		event_add(st->st_wev, NULL);
+	return r;
+}
+
 static void
 stream_write_cb(evutil_socket_t fd, short ev, void *arg)
 {
@@ -436,11 +466,20 @@ stream_write_cb(evutil_socket_t fd, short ev, void *arg)
 	if (st->st_state == ST_CONNECTING) {
 		event_del(st->st_wev);
 		if ((r = sock_connect_result(fd)) != 0) {
-			session_fail(se, SE_FAILED, EC_GENERIC, "cannot connect "
-			    "to the destination QEMU at %s: %s",
-			    se->se_endpoint, sock_strerror(-r));
-			return;
+			switch (stream_connect_again(st, r)) {
+			case 0:
+				break;		/* connected at once */
+			case -EINPROGRESS:
+				return;
+			default:
+				session_fail(se, SE_FAILED, EC_GENERIC, "cannot "
+				    "connect to the destination QEMU at %s: %s",
+				    se->se_endpoint, sock_strerror(-r));
+				return;
+			}
 		}
+		if (st->st_ai != NULL)
+			se->se_addr_ok = st->st_ai;
 		st->st_state = ST_OPEN;
 		se->se_nstreams++;
 		log_debug("session %s: stream %u connected to %s", se->se_id,
@@ -490,8 +529,9 @@ stream_qemu_lookup(struct session *se)
 void
 stream_connect_next(struct session *se)
 {
-	struct stream	*st;
-	int		 fd = -1, r;
+	struct stream		*st;
+	const struct addrinfo	*ai;
+	int			 fd = -1, r;
 
 	if (se->se_uri.kind == URI_TCP && se->se_addrs == NULL)
 		return;		/* the lookup is under way */
@@ -508,8 +548,10 @@ stream_connect_next(struct session *se)
 		if (!st->st_open_now && TAILQ_EMPTY(&st->st_inq) &&
 		    !st->st_in_fin)
 			return;
+		ai = NULL;
 		if (se->se_uri.kind == URI_TCP)
-			r = sock_connect_ai(se->se_addrs, &fd, NULL);
+			r = sock_connect_ai(se->se_addr_ok != NULL ?
+			    se->se_addr_ok : se->se_addrs, &fd, &ai);
 		else
 			r = sock_connect_uri(&se->se_uri, &fd);
 		if (r != 0 && r != -EINPROGRESS) {
@@ -524,11 +566,14 @@ stream_connect_next(struct session *se)
 			session_fail(se, SE_FAILED, EC_INTERNAL, "out of memory");
 			return;
 		}
+		st->st_ai = ai;
 		if (r == -EINPROGRESS) {
 			st->st_state = ST_CONNECTING;
 			event_add(st->st_wev, NULL);
 			return;
 		}
+		if (ai != NULL)
+			se->se_addr_ok = ai;
 		st->st_state = ST_OPEN;
 		se->se_nstreams++;
 		log_debug("session %s: stream %u connected to %s", se->se_id,

@@ -142,6 +142,18 @@ frameq_free(struct frameq *q)
 	}
 }
 
+
+/*
+ * Point an event that is not pending at another descriptor (same base,
+ * flags and callback).
+ */
+void
+event_move_fd(struct event *ev, int fd)
+{
+	event_assign(ev, event_get_base(ev), fd, event_get_events(ev),
+	    event_get_callback(ev), event_get_callback_arg(ev));
+}
+
 /*
  * Freed frame buffers stay on the heap (main.c raises the trim threshold so
  * that bulk traffic does not brk() up and down).  When a session ends, its

@@ -149,7 +149,9 @@ def main():
         check(text.count('migrelay_channel_bytes_total{session="m1"') == 6,
               "metrics: per-channel bytes of the 3 channels")
         s = src.session("m1")
-        check(len(s["channel-stats"]) == 3, "query-sessions: channel stats")
+        check(len(s["channel-stats"]) == 3 and
+              all(c["up"] for c in s["channel-stats"]),
+              "query-sessions: channel stats, 3 channels up")
         qemu_src = socket.socket(socket.AF_UNIX)
         qemu_src.connect(d.join("m1.sock"))
         qemu_src.sendall(b"QEVM migration stream")

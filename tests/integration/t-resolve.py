@@ -17,7 +17,8 @@ on 127.0.0.1 only.  Checked:
 - a session cancelled and removed while its lookup still hangs leaves
   nothing behind: the late answer is dropped, the daemon keeps working;
 - on D, a destination QEMU URI tcp:NAME:PORT is looked up the same way:
-  a name that resolves carries a stream, one whose lookup hangs leaves D
+  mr-dual carries a stream (again past the refused ::1), a name whose
+  lookup hangs leaves D
   answering and then fails its session, naming the URI and the reason.
 
 Both relays run in the namespace (the same hosts and resolv.conf).
@@ -177,7 +178,7 @@ def main():
     relay.test_timeout(120)
     with relay.TempDir(prefix="mr-resolve-") as d:
         with open(d.join("hosts"), "w") as f:
-            f.write("127.0.0.1\tlocalhost mr-v4\n::1\tmr-dual\n"
+            f.write("127.0.0.1\tlocalhost\n::1\tmr-dual\n"
                     "127.0.0.1\tmr-dual\n")
         with open(d.join("resolv.conf"), "w") as f:
             f.write("nameserver %s\noptions timeout:%d attempts:1\n"
@@ -251,7 +252,12 @@ def main():
         transfer(d, S, D, "after", "mr-dual", port, 1)
 
         relay.log("== the destination QEMU given by name")
-        transfer(d, S, D, "qname", "mr-dual", port, 2, qemu_host="mr-v4")
+        transfer(d, S, D, "qname", "mr-dual", port, 2, qemu_host="mr-dual")
+        with open(D.log_path, errors="replace") as f:
+            text = f.read()
+        check("looking up mr-dual" in text and
+              "trying the next address of tcp:mr-dual:" in text,
+              "D looked the QEMU host up and went on from the refused ::1")
         n0 = len(dns.names)
         s = D.cmd("session-incoming", id="qslow",
                   qemu="tcp:mr-qemu-nowhere.test:4444")

@@ -24,8 +24,9 @@ and each time every stream must arrive byte-exact both ways (SHA-256), both
 sessions end "completed" with the exact byte counts and 4 channels, both
 negotiated "resume", neither is "resuming" at the end, and the source session
 counts reconnects (once the link is whole again its count is the sum of its
-channel-stats counts; channel-stats lists no channel once a session is
-final).  Then:
+channel-stats counts; once completed, channel-stats still lists every
+channel, none up, and their bytes add up to the session's link-bytes,
+re-established channels included).  Then:
 
   give-up        a cut longer than a short --reconnect-timeout (2000, with
                  --link-timeout 3000): both sessions report "resuming", then
@@ -239,7 +240,6 @@ class Run:
             if se.get("reconnects", 0) >= reconnects and se.get("resuming") is False:
                 relay.log("%s: recovered: %s", self.sid, fmt(se))
                 if se.get("state") == "active":
-                    # channel-stats lists the channels a session has: none once final
                     per = channel_reconnects(se)
                     ensure(sorted(per) == list(range(CHANNELS)) and
                            sum(per.values()) == se.get("reconnects"),
@@ -299,6 +299,17 @@ class Run:
                    % (sid, r.name, se.get("error")))
             out[r.name] = se
         se = out[self.S.name]
+        # channel-stats of a final session: every channel index, none up, the
+        # bytes of all its channels over the session (re-established included)
+        cs = se.get("channel-stats", [])
+        link = se.get("link-bytes", {})
+        ensure(sorted(c.get("index") for c in cs) == list(range(CHANNELS)) and
+               not any(c.get("up") for c in cs) and
+               sum(c.get("reconnects", 0) for c in cs) == se.get("reconnects") and
+               sum(c.get("sent", 0) for c in cs) == link.get("sent") and
+               sum(c.get("received", 0) for c in cs) == link.get("received"),
+               "%s: completed source session: channel-stats %s do not add up to "
+               "link-bytes %s and reconnects %s" % (sid, cs, link, se.get("reconnects")))
         ensure(se.get("reconnects", 0) >= min_reconnects,
                "%s: source session reconnects %r, want >= %d" % (sid, se.get("reconnects"),
                                                                 min_reconnects))

@@ -1290,8 +1290,7 @@ class Case(FaultMixin):
         n = se.get("reconnects", 0)
         check(n >= 1, "the source relay session counts %r reconnects after: %s"
               % (n, RESUME_FAULTS[fault] % self.m))
-        # channel-stats lists the channels a session has, none once it is final: the
-        # per-channel counts are those of the active session when the link was whole again
+        # the per-channel counts of the active session when the link was whole again
         rse = f["recovered_se"]
         check(rse is not None and rse.get("state") == "active", "the source session was "
               "not seen active with its link whole again after the fault: %s"
