@@ -38,6 +38,8 @@ static struct channel	*channel_new(int fd, int accepted);
 static void		 channel_free_unlinked(struct channel *);
 static void		 channel_greet(struct channel *);
 static void		 channel_read_cb(evutil_socket_t, short, void *);
+static void		 channel_listen_found(int, struct addrinfo *, int, void *);
+static void		 channel_dial_first(struct session *);
 static void		 channel_write_cb(evutil_socket_t, short, void *);
 static void		 channel_timer_cb(evutil_socket_t, short, void *);
 static void		 channel_connected(struct channel *);
@@ -295,6 +297,34 @@ channel_peer_found(int r, struct addrinfo *res, int gai, void *arg)
 		return;
 	}
 	se->se_addrs = res;
+	if (se->se_uri.kind == URI_TCP) {
+		/* The listen URI's host too, for the link-up (stream.c). */
+		se->se_lookup = resolve_start(se->se_uri.host,
+		    se->se_uri.port, channel_listen_found, se);
+		if (se->se_lookup == NULL)
+			session_fail(se, SE_FAILED, EC_INTERNAL, "cannot look "
+			    "up %s: %s", se->se_endpoint, strerror(errno));
+		return;
+	}
+	channel_dial_first(se);
+}
+
+static void
+channel_listen_found(int r, struct addrinfo *res, int gai, void *arg)
+{
+	struct session	*se = arg;
+
+	if (session_lookup_done(se, r, gai, "the 'listen' address") != 0)
+		return;
+	se->se_listen_addrs = res;
+	channel_dial_first(se);
+}
+
+static void
+channel_dial_first(struct session *se)
+{
+	int	 r;
+
 	if ((r = channel_connect(se, 0)) != 0)
 		session_fail(se, SE_FAILED, EC_UNREACHABLE, "cannot connect to "
 		    "peer relay %s: %s", se->se_peer, sock_strerror(-r));
@@ -302,9 +332,10 @@ channel_peer_found(int r, struct addrinfo *res, int gai, void *arg)
 
 /*
  * Source: look up se->se_peer (off the event loop when it is a name, see
- * resolve.c), then open channel 0.  The addresses are kept: the other
- * channels and every re-dial go to the same host, which holds the
- * session's other end.  Returns 0 (under way) or -errno.
+ * resolve.c), then the host of a tcp: listen URI, then open channel 0.
+ * The peer's addresses are kept: the other channels and every re-dial go
+ * to the same host, which holds the session's other end.  Returns 0
+ * (under way) or -errno.
  */
 int
 channel_connect_first(struct session *se)

@@ -292,6 +292,7 @@ struct session {
 	struct addrinfo		*se_addrs;	/* source: the peer relay's
 						   addresses; destination:
 						   the QEMU URI's (TCP) */
+	struct addrinfo		*se_listen_addrs; /* source: tcp: listen URI */
 	const struct addrinfo	*se_addr_ok;	/* of se_addrs, the one that
 						   took (then tried first) */
 	char			 se_endpoint[300];	/* the URI, canonical */
@@ -582,6 +583,8 @@ void		 session_link_up(struct session *);
 void		 session_check_complete(struct session *);
 int		 session_is_final(const struct session *);
 uint64_t	 session_duration_ms(const struct session *);
+int		 session_lookup_done(struct session *, int r, int gai,
+		    const char *what);
 int		 session_channel_bytes(const struct session *, unsigned int,
 		    uint64_t *sent, uint64_t *recv);
 const char	*session_state_name(enum se_state);

@@ -170,6 +170,8 @@ session_free(struct session *se)
 	resolve_cancel(se->se_lookup);
 	if (se->se_addrs != NULL)
 		freeaddrinfo(se->se_addrs);
+	if (se->se_listen_addrs != NULL)
+		freeaddrinfo(se->se_listen_addrs);
 	event_free(se->se_ackev);
 	event_free(se->se_timer);
 	event_free(se->se_progev);
@@ -501,6 +503,23 @@ session_fail_all(const char *why)
 
 	TAILQ_FOREACH(se, &g_sessions, se_entry)
 		session_fail(se, SE_FAILED, EC_GENERIC, "%s", why);
+}
+
+/*
+ * The common start of a callback for a lookup of se_endpoint's host
+ * (resolve.c): the lookup is over; a failed one fails the session as
+ * InvalidArgument, "cannot look up WHAT URI: reason".  Returns 0 when the
+ * addresses may be used.
+ */
+int
+session_lookup_done(struct session *se, int r, int gai, const char *what)
+{
+	se->se_lookup = NULL;
+	if (r == 0)
+		return 0;
+	session_fail(se, SE_FAILED, EC_INVALID, "cannot look up %s %s: %s",
+	    what, se->se_endpoint, resolve_strerror(r, gai));
+	return -1;
 }
 
 /*

@@ -500,13 +500,8 @@ stream_qemu_found(int r, struct addrinfo *res, int gai, void *arg)
 {
 	struct session	*se = arg;
 
-	se->se_lookup = NULL;
-	if (r != 0) {
-		session_fail(se, SE_FAILED, EC_INVALID, "cannot look up the "
-		    "destination QEMU at %s: %s", se->se_endpoint,
-		    resolve_strerror(r, gai));
+	if (session_lookup_done(se, r, gai, "the destination QEMU at") != 0)
 		return;
-	}
 	se->se_addrs = res;
 	stream_connect_next(se);
 }
@@ -844,7 +839,10 @@ stream_qemu_listen(struct session *se, const char **errstr)
 {
 	int	 fd;
 
-	fd = sock_listen_uri(&se->se_uri, 64);
+	if (se->se_uri.kind == URI_TCP && se->se_listen_addrs != NULL)
+		fd = sock_listen_ai(se->se_listen_addrs, 64);
+	else
+		fd = sock_listen_uri(&se->se_uri, 64);
 	if (fd < 0) {
 		*errstr = sock_strerror(-fd);
 		return fd;

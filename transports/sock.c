@@ -68,8 +68,8 @@ sock_strerror(int err)
 int
 sock_listen_tcp(const char *host, const char *port, int backlog)
 {
-	struct addrinfo	 hints, *res, *ai;
-	int		 fd = -1, r, one = 1;
+	struct addrinfo	 hints, *res;
+	int		 r;
 
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
@@ -77,7 +77,18 @@ sock_listen_tcp(const char *host, const char *port, int backlog)
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
 	if ((r = getaddrinfo(host, port, &hints, &res)) != 0)
 		return r == EAI_SYSTEM ? -errno : -SOCK_ENORESOLVE;
-	r = -EADDRNOTAVAIL;
+	r = sock_listen_ai(res, backlog);
+	freeaddrinfo(res);
+	return r;
+}
+
+/* sock_listen_tcp() on addresses already looked up: the first that binds. */
+int
+sock_listen_ai(const struct addrinfo *res, int backlog)
+{
+	const struct addrinfo	*ai;
+	int			 fd = -1, r = -EADDRNOTAVAIL, one = 1;
+
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
 		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC |
 		    SOCK_NONBLOCK, 0);
@@ -96,7 +107,6 @@ sock_listen_tcp(const char *host, const char *port, int backlog)
 		close(fd);
 		fd = -1;
 	}
-	freeaddrinfo(res);
 	return fd >= 0 ? fd : r;
 }
 

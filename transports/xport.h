@@ -26,6 +26,7 @@ int	 sock_listen_tcp(const char *host, const char *port, int backlog);
 int	 sock_connect_uri(const struct mig_uri *, int *ret_fd);
 int	 sock_connect_tcp(const char *host, const char *port, int *ret_fd);
 struct addrinfo;
+int	 sock_listen_ai(const struct addrinfo *, int backlog);
 int	 sock_connect_ai(const struct addrinfo *, int *ret_fd,
 	    const struct addrinfo **used);
 int	 sock_connect_result(int fd);

@@ -16,6 +16,9 @@ on 127.0.0.1 only.  Checked:
   resolver's reason;
 - a session cancelled and removed while its lookup still hangs leaves
   nothing behind: the late answer is dropped, the daemon keeps working;
+- on S, a listen URI tcp:NAME:PORT likewise (one that resolves is where
+  the fake source QEMU connects; one whose lookup hangs fails the
+  session as InvalidArgument, S answering meanwhile);
 - on D, a destination QEMU URI tcp:NAME:PORT is looked up the same way:
   mr-dual carries a stream (again past the refused ::1), a name whose
   lookup hangs leaves D
@@ -112,7 +115,7 @@ def prerequisites(d):
                    % r.stderr.strip())
 
 
-def outgoing_in_background(d, S, sid, peer):
+def outgoing_in_background(d, S, sid, peer, listen=None):
     """session-outgoing in a thread (it answers only once the link is up
     or failed); returns the thread and a dict that gets "ok" or "err" and
     "secs"."""
@@ -122,7 +125,8 @@ def outgoing_in_background(d, S, sid, peer):
         t0 = time.monotonic()
         try:
             box["ok"] = S.cmd("session-outgoing", id=sid, peer=peer,
-                              listen="unix:" + d.join(sid + ".sock"),
+                              listen=listen or
+                              "unix:" + d.join(sid + ".sock"),
                               timeout=30)
         except relay.RelayError as e:
             box["err"] = e
@@ -143,10 +147,13 @@ def wait_query(dns, name, since=0):
         time.sleep(0.02)
 
 
-def transfer(d, S, D, sid, host, port, channels, qemu_host=None):
+def transfer(d, S, D, sid, host, port, channels, qemu_host=None,
+             listen_host=None):
     """One session to host:port carrying one stream; checks byte-exact.
     With qemu_host, D reaches the fake destination QEMU at
-    tcp:qemu_host:PORT, else on a unix socket."""
+    tcp:qemu_host:PORT, else on a unix socket; with listen_host, S listens
+    for the fake source QEMU on tcp:listen_host:PORT (a name for
+    127.0.0.1)."""
     plans = [fakeqemu.Plan(4 << 20, 64 << 10, seed=7)]
     if qemu_host is None:
         dst = fakeqemu.FakeDestination("unix:" + d.join(sid + "-dst.sock"),
@@ -156,13 +163,17 @@ def transfer(d, S, D, sid, host, port, channels, qemu_host=None):
         dst = fakeqemu.FakeDestination("tcp:127.0.0.1:0", plans, timeout=60)
         qemu = "tcp:%s:%s" % (qemu_host, dst.uri.rsplit(":", 1)[1])
     D.cmd("session-incoming", id=sid, qemu=qemu)
-    listen = "unix:" + d.join(sid + "-src.sock")
+    listen = connect = "unix:" + d.join(sid + "-src.sock")
+    if listen_host is not None:
+        lport = relay.free_port()
+        listen = "tcp:%s:%d" % (listen_host, lport)
+        connect = "tcp:127.0.0.1:%d" % lport
     s = S.cmd("session-outgoing", id=sid, peer="%s:%s" % (host, port),
               listen=listen, channels=channels)
     check(s["state"] == "ready" and s.get("channels") == channels,
           "%s: session to %s:%s ready with %d channels" % (sid, host, port,
                                                            channels))
-    src = fakeqemu.FakeSource(listen, plans, timeout=60).start()
+    src = fakeqemu.FakeSource(connect, plans, timeout=60).start()
     errs = src.join() + dst.join()
     errs += fakeqemu.compare(src, dst)
     check(not errs, "%s: stream byte-exact through the relays (%s)"
@@ -178,7 +189,7 @@ def main():
     relay.test_timeout(120)
     with relay.TempDir(prefix="mr-resolve-") as d:
         with open(d.join("hosts"), "w") as f:
-            f.write("127.0.0.1\tlocalhost\n::1\tmr-dual\n"
+            f.write("127.0.0.1\tlocalhost mr-v4\n::1\tmr-dual\n"
                     "127.0.0.1\tmr-dual\n")
         with open(d.join("resolv.conf"), "w") as f:
             f.write("nameserver %s\noptions timeout:%d attempts:1\n"
@@ -278,6 +289,29 @@ def main():
               "a QEMU host that cannot be looked up fails the session: %s"
               % s.get("error"))
         D.cmd("session-remove", id="qslow")
+
+        relay.log("== the source QEMU's listen address given by name")
+        transfer(d, S, D, "lname", "mr-dual", port, 1, listen_host="mr-v4")
+        D.cmd("session-incoming", id="lslow",
+              qemu="unix:" + d.join("lslow-dst.sock"))
+        n0 = len(dns.names)
+        t, box = outgoing_in_background(
+            d, S, "lslow", "mr-dual:%s" % port,
+            listen="tcp:mr-listen-nowhere.test:%d" % relay.free_port())
+        wait_query(dns, "mr-listen-nowhere.test", n0)
+        t0 = time.monotonic()
+        S.cmd("query-daemon")
+        check(time.monotonic() - t0 < 0.5,
+              "S answers control commands during the listen lookup")
+        t.join(30)
+        err = box.get("err")
+        check(err is not None and err.cls == "InvalidArgument" and
+              "mr-listen-nowhere.test" in err.desc,
+              "a listen host that cannot be looked up fails the session: %s"
+              % (err and err.desc))
+        S.cmd("session-remove", id="lslow")
+        D.cmd("session-cancel", id="lslow")
+        D.cmd("session-remove", id="lslow")
 
         dns.close()
         S.stop()
